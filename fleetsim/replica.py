@@ -1,0 +1,537 @@
+"""Virtual-time model of one vLLM replica.
+
+A replica follows the vLLM V1 scheduler in outline: continuous batching up
+to `max_num_seqs`, a KV cache of fixed-size blocks, chunked prefill up to
+`max_num_batched_tokens` per iteration, and recompute preemption of the
+newest running request when a decode step cannot get a block. A request is
+admitted only when blocks for its whole prompt are free (first come, first
+served, so a large head request blocks the queue). The iteration time in ms
+is `step_base + step_per_seq * scheduled + step_per_1k_ctx * context / 1000
++ prefill_per_token * prefill_tokens`, with coefficients from
+`data/accelerators.csv`.
+
+Speed: requests in their decode phase share one step counter, so their
+context lengths, finish steps and block needs are kept as offsets from it.
+Between events (an arrival, a finish, a block shortage, a timeout or the
+end of the advance) the batch does not change, and any number of decode
+iterations are advanced in O(block_size) time instead of one by one.
+
+Determinism: a replica draws no random numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+# A request with no first token this many seconds after its arrival is
+# cancelled by its client and counted as timed out.
+FIRST_TOKEN_TIMEOUT_S = 60.0
+
+TTFT_BUCKETS_S = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
+    2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+)  # fmt: skip
+ITL_BUCKETS_S = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0,
+    2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+)  # fmt: skip
+E2E_BUCKETS_S = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
+    50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AcceleratorProfile:
+    """Cost and iteration-time coefficients of one GPU type for Llama-3.1-8B."""
+
+    name: str
+    usd_per_gpu_hour: float
+    step_base_ms: float
+    step_per_seq_ms: float
+    step_per_1k_ctx_ms: float
+    prefill_per_token_ms: float
+    kv_tokens: int
+
+    def step_ms(
+        self, scheduled: int, context_tokens: int, prefill_tokens: int
+    ) -> float:
+        """Return the duration of one engine iteration in ms."""
+        return (
+            self.step_base_ms
+            + self.step_per_seq_ms * scheduled
+            + self.step_per_1k_ctx_ms * context_tokens / 1000.0
+            + self.prefill_per_token_ms * prefill_tokens
+        )
+
+
+def load_accelerators(path: Path) -> dict[str, AcceleratorProfile]:
+    """Read `accelerators.csv` into profiles keyed by accelerator name."""
+    profiles: dict[str, AcceleratorProfile] = {}
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            profiles[row["accelerator"]] = AcceleratorProfile(
+                name=row["accelerator"],
+                usd_per_gpu_hour=float(row["usd_per_gpu_hour"]),
+                step_base_ms=float(row["step_base_ms"]),
+                step_per_seq_ms=float(row["step_per_seq_ms"]),
+                step_per_1k_ctx_ms=float(row["step_per_1k_ctx_ms"]),
+                prefill_per_token_ms=float(row["prefill_per_token_ms"]),
+                kv_tokens=int(row["kv_tokens_llama31_8b"]),
+            )
+    return profiles
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """vLLM engine settings of one replica."""
+
+    max_num_seqs: int = 256
+    max_model_len: int = 8192
+    max_num_batched_tokens: int = 2048
+    block_size: int = 16
+
+    def __post_init__(self) -> None:
+        if min(self.max_num_seqs, self.max_model_len, self.block_size) < 1:
+            raise ValueError(f"engine settings must be positive: {self}")
+        # vLLM raises the same error: every running sequence must be able to
+        # decode one token per iteration.
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            raise ValueError(
+                "max_num_batched_tokens must be at least max_num_seqs, got "
+                f"{self.max_num_batched_tokens} < {self.max_num_seqs}"
+            )
+
+
+class RequestState(Enum):
+    WAITING = "waiting"
+    PREFILL = "prefill"
+    DECODE = "decode"
+    DONE = "done"
+    TIMED_OUT = "timed_out"
+    LOST = "lost"
+    REJECTED = "rejected"
+
+
+class Request:
+    """One inference request and its progress on a replica."""
+
+    __slots__ = (
+        "rid", "arrival", "prompt", "output", "generated", "state",
+        "first_token_at", "finished_at", "target", "ctx", "base", "finish_step",
+        "epoch",
+    )  # fmt: skip
+
+    def __init__(self, rid: int, arrival: float, prompt: int, output: int) -> None:
+        self.rid = rid
+        self.arrival = arrival
+        self.prompt = prompt
+        self.output = max(1, output)
+        self.generated = 0
+        self.state = RequestState.WAITING
+        self.first_token_at: float | None = None
+        self.finished_at: float | None = None
+        # Tokens to prefill (the prompt, plus generated tokens on recompute)
+        # and tokens already in the KV cache.
+        self.target = prompt
+        self.ctx = 0
+        # Decode phase only: ctx = base + replica step counter, and the
+        # request finishes when the counter reaches finish_step.
+        self.base = 0
+        self.finish_step = 0
+        self.epoch = 0
+
+
+class Histogram:
+    """Prometheus-style histogram with fixed bucket bounds in seconds."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = np.asarray(bounds, dtype=float)
+        self.cumulative = np.zeros(len(bounds), dtype=np.int64)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float, times: int = 1) -> None:
+        if times <= 0:
+            return
+        self.cumulative[self.bounds >= value] += times
+        self.count += times
+        self.sum += value * times
+
+    def observe_linear(
+        self, first: float, slope: float, steps: int, times: int
+    ) -> None:
+        """Observe `first + slope * j` for j in 0..steps-1, each `times` times."""
+        if steps <= 0 or times <= 0:
+            return
+        if slope <= 0.0:
+            self.observe(first, steps * times)
+            return
+        below = np.floor((self.bounds - first) / slope) + 1.0
+        self.cumulative += np.clip(below, 0, steps).astype(np.int64) * times
+        self.count += steps * times
+        self.sum += times * (steps * first + slope * steps * (steps - 1) / 2.0)
+
+    def buckets(self) -> list[tuple[float, int]]:
+        """Return (upper bound, cumulative count) pairs without +Inf."""
+        return [
+            (float(b), int(c))
+            for b, c in zip(self.bounds, self.cumulative, strict=True)
+        ]
+
+
+@dataclass
+class ReplicaCounters:
+    """Monotonic counters of one replica, as vLLM exports them."""
+
+    preemptions: int = 0
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    success: int = 0
+    timed_out: int = 0
+    ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS_S))
+    itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS_S))
+    e2e: Histogram = field(default_factory=lambda: Histogram(E2E_BUCKETS_S))
+
+
+class ReplicaEngine:
+    """Scheduler, KV cache and clock of one vLLM engine."""
+
+    def __init__(
+        self, profile: AcceleratorProfile, config: EngineConfig, now: float
+    ) -> None:
+        self.profile = profile
+        self.config = config
+        self.now = now
+        self.total_blocks = profile.kv_tokens // config.block_size
+        self.used_blocks = 0
+        self.waiting: deque[Request] = deque()
+        self.n_waiting = 0
+        self.prefilling: list[Request] = []
+        # Admission order of every running request, newest last.
+        self.running: dict[int, Request] = {}
+        self.step = 0
+        self.n_decode = 0
+        self.sum_base = 0
+        self.phase_counts = [0] * config.block_size
+        self.finish_heap: list[tuple[int, int, int, Request]] = []
+        self.deadlines: list[tuple[float, int, Request]] = []
+        self.counters = ReplicaCounters()
+
+    # -- read side --------------------------------------------------------
+
+    @property
+    def kv_usage(self) -> float:
+        return self.used_blocks / self.total_blocks if self.total_blocks else 1.0
+
+    @property
+    def free_blocks(self) -> int:
+        return self.total_blocks - self.used_blocks
+
+    def blocks_for(self, tokens: int) -> int:
+        return -(-tokens // self.config.block_size)
+
+    def context_tokens(self) -> int:
+        return (
+            self.sum_base
+            + self.n_decode * self.step
+            + sum(r.ctx for r in self.prefilling)
+        )
+
+    # -- requests in and out ----------------------------------------------
+
+    def enqueue(self, request: Request) -> None:
+        request.state = RequestState.WAITING
+        self.waiting.append(request)
+        self.n_waiting += 1
+        deadline = request.arrival + FIRST_TOKEN_TIMEOUT_S
+        heapq.heappush(self.deadlines, (deadline, request.rid, request))
+
+    def abort_all(self) -> int:
+        """Drop every waiting and running request; return how many were lost."""
+        lost = 0
+        for request in list(self.running.values()):
+            self._release(request)
+            request.state = RequestState.LOST
+            lost += 1
+        for request in self.waiting:
+            if request.state is RequestState.WAITING:
+                request.state = RequestState.LOST
+                lost += 1
+        self.waiting.clear()
+        self.n_waiting = 0
+        self.deadlines.clear()
+        return lost
+
+    # -- clock ------------------------------------------------------------
+
+    def advance_to(self, t_end: float) -> None:
+        """Run iterations until the clock reaches `t_end`.
+
+        The last iteration may end after `t_end`: an iteration is atomic.
+        """
+        while True:
+            self._expire()
+            if not self.running and not self._peek_waiting():
+                self.now = max(self.now, t_end)
+                return
+            if self.now >= t_end:
+                return
+            if (
+                not self.prefilling
+                and not self._can_admit()
+                and self._fast_forward(t_end)
+            ):
+                continue
+            if not self._iterate():
+                self.now = max(self.now, t_end)
+                return
+
+    # -- scheduling -------------------------------------------------------
+
+    def _peek_waiting(self) -> Request | None:
+        while self.waiting and self.waiting[0].state is not RequestState.WAITING:
+            self.waiting.popleft()
+        return self.waiting[0] if self.waiting else None
+
+    def _can_admit(self) -> bool:
+        head = self._peek_waiting()
+        return (
+            head is not None
+            and len(self.running) < self.config.max_num_seqs
+            and self.blocks_for(head.target) <= self.free_blocks
+        )
+
+    def _decode_blocks_needed(self, steps: int) -> int:
+        """Blocks the decoding requests need for the next `steps` iterations."""
+        size = self.config.block_size
+        needed = (steps // size) * self.n_decode
+        for j in range(steps % size):
+            needed += self.phase_counts[(-(self.step + j)) % size]
+        return needed
+
+    def _steps_until_block_shortage(self) -> int:
+        """Return how many decode iterations fit in the free blocks."""
+        size = self.config.block_size
+        cycles, spare = divmod(self.free_blocks, self.n_decode)
+        needed = 0
+        for j in range(size):
+            needed += self.phase_counts[(-(self.step + j)) % size]
+            if needed > spare:
+                return cycles * size + j
+        return cycles * size + size  # unreachable: a full cycle needs n_decode
+
+    def _fast_forward(self, t_end: float) -> bool:
+        """Advance several decode-only iterations at once; False if not possible."""
+        n = self.n_decode
+        if n == 0:
+            return False
+        self._drop_stale_finishes()
+        steps_to_finish = self.finish_heap[0][0] - self.step
+        steps_to_shortage = self._steps_until_block_shortage()
+        stop = t_end
+        if self.n_waiting:
+            stop = min(stop, self._next_deadline())
+        first_ms = self.profile.step_ms(n, self.sum_base + n * self.step, 0)
+        slope_ms = self.profile.step_per_1k_ctx_ms * n / 1000.0
+        steps_in_time = _steps_within(first_ms, slope_ms, (stop - self.now) * 1000.0)
+        steps = min(steps_to_finish, steps_to_shortage, steps_in_time)
+        if steps < 2:
+            return False
+        self.used_blocks += self._decode_blocks_needed(steps)
+        self.step += steps
+        elapsed_ms = steps * first_ms + slope_ms * steps * (steps - 1) / 2.0
+        self.now += elapsed_ms / 1000.0
+        self.counters.itl.observe_linear(first_ms / 1000.0, slope_ms / 1000.0, steps, n)
+        self.counters.generation_tokens += steps * n
+        self._finish_due()
+        return True
+
+    def _iterate(self) -> bool:
+        """Run one engine iteration; False when nothing could be scheduled."""
+        needed = self._decode_blocks_needed(1) if self.n_decode else 0
+        while needed > self.free_blocks and self.running:
+            victim = next(reversed(self.running.values()))
+            if victim.state is RequestState.DECODE and self._needs_block(victim):
+                needed -= 1
+            self._preempt(victim)
+        # Reserve the decode blocks before admissions can take them.
+        self.used_blocks += needed
+        budget = self.config.max_num_batched_tokens - self.n_decode
+        context = self.sum_base + self.n_decode * self.step
+        scheduled = self.n_decode
+        prefill_tokens = 0
+        completed: list[Request] = []
+        for request in self.prefilling:
+            if budget <= 0:
+                break
+            context += request.ctx
+            chunk = min(request.target - request.ctx, budget)
+            request.ctx += chunk
+            budget -= chunk
+            prefill_tokens += chunk
+            scheduled += 1
+            if request.ctx >= request.target:
+                completed.append(request)
+        while budget > 0 and self._can_admit():
+            request = self.waiting.popleft()
+            self.n_waiting -= 1
+            self._admit(request)
+            chunk = min(request.target, budget)
+            request.ctx = chunk
+            budget -= chunk
+            prefill_tokens += chunk
+            scheduled += 1
+            if request.ctx >= request.target:
+                completed.append(request)
+        if scheduled == 0:
+            return False
+        step_ms = self.profile.step_ms(scheduled, context, prefill_tokens)
+        n_decoded = self.n_decode
+        self.step += 1
+        self.now += step_ms / 1000.0
+        self.counters.itl.observe(step_ms / 1000.0, n_decoded)
+        self.counters.generation_tokens += n_decoded
+        self._finish_due()
+        if completed:
+            done = set(id(r) for r in completed)
+            self.prefilling = [r for r in self.prefilling if id(r) not in done]
+            for request in completed:
+                self._complete_prefill(request)
+        return True
+
+    def _needs_block(self, request: Request) -> bool:
+        return (request.base + self.step) % self.config.block_size == 0
+
+    def _admit(self, request: Request) -> None:
+        request.state = RequestState.PREFILL
+        request.ctx = 0
+        self.used_blocks += self.blocks_for(request.target)
+        self.running[request.rid] = request
+        self.prefilling.append(request)
+
+    def _complete_prefill(self, request: Request) -> None:
+        """Sample the token that ends a prefill and move to the decode phase."""
+        if request.first_token_at is None:
+            request.first_token_at = self.now
+            self.counters.ttft.observe(self.now - request.arrival)
+            self.counters.prompt_tokens += request.prompt
+        request.generated += 1
+        self.counters.generation_tokens += 1
+        remaining = request.output - request.generated
+        if remaining <= 0:
+            self.used_blocks -= self.blocks_for(request.target)
+            del self.running[request.rid]
+            self._record_success(request)
+            return
+        request.state = RequestState.DECODE
+        request.base = request.ctx - self.step
+        request.finish_step = self.step + remaining
+        request.epoch += 1
+        self.n_decode += 1
+        self.sum_base += request.base
+        self.phase_counts[request.base % self.config.block_size] += 1
+        entry = (request.finish_step, request.rid, request.epoch, request)
+        heapq.heappush(self.finish_heap, entry)
+
+    def _leave_decode(self, request: Request) -> None:
+        request.ctx = request.base + self.step
+        request.generated = request.output - (request.finish_step - self.step)
+        self.n_decode -= 1
+        self.sum_base -= request.base
+        self.phase_counts[request.base % self.config.block_size] -= 1
+
+    def _release(self, request: Request) -> None:
+        """Free the blocks and batch slot of a running request."""
+        if request.state is RequestState.DECODE:
+            self._leave_decode(request)
+            self.used_blocks -= self.blocks_for(request.ctx)
+        else:
+            self.used_blocks -= self.blocks_for(request.target)
+            self.prefilling.remove(request)
+        del self.running[request.rid]
+
+    def _preempt(self, request: Request) -> None:
+        """Preempt by recompute: the request re-queues at the head."""
+        self._release(request)
+        request.target = request.prompt + request.generated
+        request.ctx = 0
+        request.state = RequestState.WAITING
+        self.waiting.appendleft(request)
+        self.n_waiting += 1
+        self.counters.preemptions += 1
+
+    def _drop_stale_finishes(self) -> None:
+        heap = self.finish_heap
+        while heap and (
+            heap[0][3].state is not RequestState.DECODE
+            or heap[0][2] != heap[0][3].epoch
+        ):
+            heapq.heappop(heap)
+
+    def _finish_due(self) -> None:
+        heap = self.finish_heap
+        while heap:
+            self._drop_stale_finishes()
+            if not heap or heap[0][0] > self.step:
+                return
+            request = heapq.heappop(heap)[3]
+            self._leave_decode(request)
+            self.used_blocks -= self.blocks_for(request.ctx)
+            del self.running[request.rid]
+            self._record_success(request)
+
+    def _record_success(self, request: Request) -> None:
+        request.state = RequestState.DONE
+        request.finished_at = self.now
+        self.counters.success += 1
+        self.counters.e2e.observe(self.now - request.arrival)
+
+    def _next_deadline(self) -> float:
+        heap = self.deadlines
+        while heap and not _may_time_out(heap[0][2]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else math.inf
+
+    def _expire(self) -> None:
+        """Cancel requests with no first token within the timeout."""
+        heap = self.deadlines
+        while heap and heap[0][0] <= self.now:
+            request = heapq.heappop(heap)[2]
+            if not _may_time_out(request):
+                continue
+            if request.state is RequestState.WAITING:
+                self.n_waiting -= 1
+            else:
+                self._release(request)
+            request.state = RequestState.TIMED_OUT
+            self.counters.timed_out += 1
+
+
+def _may_time_out(request: Request) -> bool:
+    return request.first_token_at is None and request.state in (
+        RequestState.WAITING,
+        RequestState.PREFILL,
+    )
+
+
+def _steps_within(first_ms: float, slope_ms: float, budget_ms: float) -> int:
+    """Return the largest k with k * first + slope * k (k - 1) / 2 <= budget."""
+    if budget_ms < first_ms:
+        return 0
+    if slope_ms <= 0.0:
+        return int(budget_ms // first_ms)
+    a = slope_ms / 2.0
+    b = first_ms - a
+    k = int((-b + math.sqrt(b * b + 4.0 * a * budget_ms)) / (2.0 * a))
+    while k > 0 and k * first_ms + slope_ms * k * (k - 1) / 2.0 > budget_ms:
+        k -= 1
+    return k
