@@ -1,0 +1,1 @@
+"""Pure decision code of the WVA console: plain data in, plain data out."""
