@@ -5,6 +5,7 @@ browser into a failure.
 """
 
 import os
+from typing import Any
 
 import pytest
 
@@ -16,3 +17,9 @@ def skip_or_fail(reason: str) -> None:
     if REQUIRE_SERVERS:
         pytest.fail(f"{reason} (WVA_REQUIRE_SERVERS=1 makes this a failure)")
     pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    """Hash test passwords with MD5: the default PBKDF2 makes each login ~0.3 s."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

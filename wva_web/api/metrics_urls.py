@@ -1,3 +1,7 @@
-from django.urls import URLPattern
+"""Route of /metrics (included from the project's URLconf)."""
 
-urlpatterns: list[URLPattern] = []
+from django.urls import URLPattern, path
+
+from wva_web.api.metrics import metrics_view
+
+urlpatterns: list[URLPattern] = [path("", metrics_view, name="metrics")]

@@ -1,0 +1,3 @@
+"""The API tests share the fixtures of the action tests."""
+
+from tests.actions.conftest import queued, world  # noqa: F401

@@ -1,0 +1,123 @@
+"""Prometheus exposition at /metrics, produced by prometheus_client only.
+
+Each scrape builds a fresh registry with one collector that reads the
+database, so label values are escaped by the library and a renamed or
+deleted variant leaves no stale series behind. No authentication is needed
+unless the environment sets WVA_METRICS_TOKEN. Then a scrape must send
+`Authorization: Bearer <token>`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from wva_web.control.models import ControlCycle, CycleStatus, VariantState
+
+LABELS = ["variant_name", "namespace", "accelerator_type", "controller_instance"]
+ERROR_STATUSES = [
+    CycleStatus.FAILED,
+    CycleStatus.METRICS_UNAVAILABLE,
+    CycleStatus.PARTIAL,
+]
+
+
+class ConsoleCollector(Collector):
+    """Replica gauges per variant and the health of the control cycles."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._replicas()
+        yield from self._cycles()
+
+    def _replicas(self) -> Iterator[Metric]:
+        desired = GaugeMetricFamily(
+            "wva_desired_replicas",
+            "Replica count the console publishes for each variant",
+            labels=LABELS,
+        )
+        current = GaugeMetricFamily(
+            "wva_current_replicas",
+            "Replica count of each variant's workload at the last cycle",
+            labels=LABELS,
+        )
+        states = VariantState.objects.select_related("variant__accelerator").order_by(
+            "variant__name"
+        )
+        for state in states:
+            variant = state.variant
+            labels = [
+                variant.name,
+                variant.namespace,
+                variant.accelerator.name,
+                settings.WVA_INSTANCE,
+            ]
+            if state.desired_replicas is not None:
+                desired.add_metric(labels, state.desired_replicas)
+            if state.current_replicas is not None:
+                current.add_metric(labels, state.current_replicas)
+        yield desired
+        yield current
+
+    def _cycles(self) -> Iterator[Metric]:
+        instance = [settings.WVA_INSTANCE]
+        cycles = ControlCycle.objects.all()
+        total = CounterMetricFamily(
+            "wva_cycles", "Control cycles recorded", labels=["controller_instance"]
+        )
+        total.add_metric(instance, cycles.count())
+        errors = CounterMetricFamily(
+            "wva_cycle_errors",
+            "Control cycles that ended failed, partial or without metrics",
+            labels=["controller_instance"],
+        )
+        errors.add_metric(instance, cycles.filter(status__in=ERROR_STATUSES).count())
+        yield total
+        yield errors
+
+        last = cycles.exclude(finished_at=None).order_by("-started_at").first()
+        if last is None or last.finished_at is None:
+            return
+        duration = GaugeMetricFamily(
+            "wva_cycle_duration_seconds",
+            "Wall-clock duration of the last finished control cycle",
+            labels=["controller_instance"],
+        )
+        duration.add_metric(
+            instance, (last.finished_at - last.started_at).total_seconds()
+        )
+        timestamp = GaugeMetricFamily(
+            "wva_last_cycle_timestamp_seconds",
+            "Unix time at which the last finished control cycle ended",
+            labels=["controller_instance"],
+        )
+        timestamp.add_metric(instance, last.finished_at.timestamp())
+        yield duration
+        yield timestamp
+
+
+def _authorised(request: HttpRequest) -> bool:
+    token = os.environ.get("WVA_METRICS_TOKEN", "")
+    if not token:
+        return True
+    header = request.headers.get("Authorization", "")
+    return hmac.compare_digest(header.encode(), f"Bearer {token}".encode())
+
+
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Return the exposition of a fresh registry."""
+    if not _authorised(request):
+        response = HttpResponse("a valid bearer token is required\n", status=401)
+        response["WWW-Authenticate"] = "Bearer"
+        return response
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ConsoleCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
