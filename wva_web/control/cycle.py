@@ -1,0 +1,869 @@
+"""The control cycle: collect, analyse, propose and actuate, once per period.
+
+One run takes the single-cycle lease, reads every variant's workload and
+pods from Kubernetes and scrapes the pods. It analyses each model with the
+`wva-v1` saturation policy and computes the HPA counterfactual per variant.
+It stores a ControlCycle row with MetricSample, Decision and
+AcceleratorSample rows. Proposals go through the action functions, so
+every state change writes its audit row.
+
+Actuation by mode: `auto` proposes and approves as the system (the
+approval queues the apply task), `approval` leaves the action pending, and
+`advisory` creates no action: the Decision row and
+`VariantState.proposed_replicas` record the proposal, with the reason
+`advisory`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from optimizer import hpa as hpa_policy
+from optimizer import power as power_curves
+from optimizer import saturation
+from wva_web.catalog.models import Accelerator, InferenceModel, Variant
+from wva_web.control import actions, lock
+from wva_web.control.models import (
+    AcceleratorSample,
+    ActionState,
+    AuditLog,
+    ControlCycle,
+    CycleStatus,
+    Decision,
+    MetricSample,
+    ScaleAction,
+    VariantState,
+)
+from wva_web.integrations import kube, metrics
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+# HPA recommendations older than this are dropped from the stored history.
+HPA_DOWNSCALE_WINDOW_S = 300.0
+HPA_METRIC_FIELDS = {
+    "num_requests_waiting": "num_requests_waiting",
+    "num_requests_running": "num_requests_running",
+    "kv_cache_usage": "kv_cache_usage",
+    "kv_cache_usage_perc": "kv_cache_usage",
+}
+
+
+@dataclass
+class VariantView:
+    """Workload, pods and samples of one variant as one cycle read them."""
+
+    variant: Variant
+    current: int | None = None
+    pods: list[kube.PodInfo] = field(default_factory=list)
+    samples: dict[str, metrics.PodMetrics] = field(default_factory=dict)
+    hpa_name: str | None = None
+    kube_error: str = ""
+
+    @property
+    def live_pods(self) -> list[kube.PodInfo]:
+        """Pods that are not terminating: the only ones that count as capacity."""
+        return [pod for pod in self.pods if not pod.terminating]
+
+    @property
+    def ready_pods(self) -> list[kube.PodInfo]:
+        return [pod for pod in self.live_pods if pod.ready and pod.phase == "Running"]
+
+    @property
+    def pending_pods(self) -> list[kube.PodInfo]:
+        return [pod for pod in self.live_pods if not pod.ready]
+
+    def invalid_pods(self) -> list[str]:
+        """Ready pods whose KV-cache or queue sample is missing or invalid."""
+        names = []
+        for pod in self.ready_pods:
+            sample = self.samples.get(pod.name)
+            if sample is None or not sample.reporting:
+                names.append(pod.name)
+        return names
+
+    def kv_missing(self) -> bool:
+        for pod in self.ready_pods:
+            sample = self.samples.get(pod.name)
+            if sample is None or sample.field_status.get("kv_cache_usage") != "ok":
+                return True
+        return False
+
+
+@dataclass
+class VariantDecision:
+    """The outcome for one variant, before it is stored."""
+
+    target: int
+    reasons: list[str] = field(default_factory=list)
+    bound_by: str = ""
+    victim_pod: str = ""
+    message: str = ""
+    analysis: dict[str, Any] = field(default_factory=dict)
+    hpa_target: int | None = None
+    hpa_reasons: list[str] = field(default_factory=list)
+    hpa_history: list[list[Any]] = field(default_factory=list)
+
+
+@dataclass
+class CycleRun:
+    """Working state of one cycle, written to the ControlCycle row at the end."""
+
+    cycle: ControlCycle
+    now: datetime
+    views: dict[int, VariantView] = field(default_factory=dict)
+    decisions: dict[int, VariantDecision] = field(default_factory=dict)
+    inventory: dict[str, kube.GpuCount] | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    models: dict[str, Any] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings_ms[name] = round((time.monotonic() - started) * 1000.0, 3)
+
+    def error(self, phase: str, kind: str, message: str, **ids: str) -> None:
+        self.errors.append({"phase": phase, "kind": kind, "message": message, **ids})
+
+
+def json_safe(value: Any) -> Any:
+    """Replace NaN and infinity by None, recursively, so allow_nan=False passes."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def checked_json(value: Any) -> Any:
+    """Return a JSON-safe copy and check it serialises with allow_nan=False."""
+    safe = json_safe(value)
+    json.dumps(safe, allow_nan=False, default=str)
+    return safe
+
+
+class CycleService:
+    """Runs control cycles; the metrics source, actuator and clock are injectable."""
+
+    def __init__(
+        self,
+        metrics_source: metrics.MetricsSource | None = None,
+        actuator: kube.Actuator | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.clock = clock or timezone.now
+        self.metrics_source = metrics_source or metrics.ScrapeMetricsSource(clock=self.clock)
+        self._actuator = actuator
+
+    @property
+    def actuator(self) -> kube.Actuator:
+        if self._actuator is None:
+            self._actuator = kube.get_actuator()
+        return self._actuator
+
+    def run(self) -> ControlCycle | None:
+        """Run one cycle under the lease; return None when another cycle holds it."""
+        with lock.cycle_lock() as holder:
+            if holder is None:
+                logger.info("control cycle skipped: another cycle holds the lock")
+                return None
+            return self.run_locked()
+
+    def run_locked(self) -> ControlCycle:
+        """Run one cycle; the caller holds the lease. Exceptions end as `failed`."""
+        now = self.clock()
+        cycle = ControlCycle.objects.create(
+            started_at=now, status=CycleStatus.RUNNING, policy="wva-v1"
+        )
+        run = CycleRun(cycle=cycle, now=now)
+        try:
+            self._run_phases(run)
+        except Exception as exc:  # noqa: BLE001 - the cycle row records any failure
+            logger.exception("control cycle %s failed", cycle.pk)
+            run.error("cycle", type(exc).__name__, str(exc))
+            self._finish(run, CycleStatus.FAILED, {})
+            return cycle
+        return cycle
+
+    def _run_phases(self, run: CycleRun) -> None:
+        with run.phase("expire"):
+            actions.expire_actions(run.now)
+        with run.phase("collect"):
+            self._collect(run)
+        with run.phase("analyse"):
+            self._analyse(run)
+        status = self._status(run)
+        with run.phase("store"):
+            inputs = self._store(run, status)
+        with run.phase("propose"):
+            self._propose(run)
+        self._finish(run, status, inputs)
+
+    # Collect.
+
+    def _collect(self, run: CycleRun) -> None:
+        variants = Variant.objects.select_related(
+            "model", "model__service_class", "accelerator"
+        ).order_by("model__name", "name")
+        targets: list[metrics.ScrapeTarget] = []
+        for variant in variants:
+            view = self._read_variant(run, variant)
+            run.views[variant.pk] = view
+            targets.extend(scrape_targets(view))
+        samples = self.metrics_source.scrape(targets)
+        for view in run.views.values():
+            for pod in view.live_pods:
+                if pod.name in samples:
+                    view.samples[pod.name] = samples[pod.name]
+        for view in run.views.values():
+            # A replica that is still starting may fail its scrape; only
+            # ready replicas count as errors of the cycle.
+            for pod in view.ready_pods:
+                sample = view.samples.get(pod.name)
+                if sample is None:
+                    run.error("collect", metrics.MISSING, "no metrics endpoint", pod=pod.name)
+                elif sample.status != metrics.OK:
+                    kind = sample.error_kind or sample.status
+                    run.error("collect", kind, sample.detail, pod=pod.name)
+        run.inventory = self._read_inventory(run)
+
+    def _read_variant(self, run: CycleRun, variant: Variant) -> VariantView:
+        view = VariantView(variant=variant)
+        try:
+            view.current = self.actuator.read_replicas(variant)
+            view.pods = self.actuator.list_pods(variant)
+            view.hpa_name = self.actuator.find_hpa(variant)
+        except kube.ActuatorError as exc:
+            logger.warning("reading variant %s failed: %s", variant.name, exc)
+            view.kube_error = exc.reason
+            run.error("collect", exc.reason, str(exc), variant=variant.name)
+        return view
+
+    def _read_inventory(self, run: CycleRun) -> dict[str, kube.GpuCount] | None:
+        namespaces = sorted({view.variant.namespace for view in run.views.values()})
+        try:
+            return self.actuator.gpu_inventory(namespaces=namespaces)
+        except kube.ActuatorError as exc:
+            logger.warning("GPU inventory is unknown: %s", exc)
+            run.error("collect", "inventory_unknown", str(exc))
+            return None
+
+    # Analyse.
+
+    def _analyse(self, run: CycleRun) -> None:
+        by_model: dict[int, list[VariantView]] = {}
+        for view in run.views.values():
+            by_model.setdefault(view.variant.model_id, []).append(view)
+        desired = in_flight_targets()
+        for views in by_model.values():
+            model = views[0].variant.model
+            summary, decided = analyse_model_views(model, views, desired)
+            run.models[model.name] = summary
+            run.decisions.update(decided)
+        for view in run.views.values():
+            decision = run.decisions[view.variant.pk]
+            apply_holds(view, decision, run.now)
+            self._hpa(run, view, decision)
+
+    def _hpa(self, run: CycleRun, view: VariantView, decision: VariantDecision) -> None:
+        history = previous_hpa_history(view.variant, run.now)
+        target, reasons, history = hpa_counterfactual(view, history, run.now)
+        decision.hpa_target = target
+        decision.hpa_reasons = reasons
+        decision.hpa_history = history
+
+    def _status(self, run: CycleRun) -> str:
+        scraped = [
+            sample for view in run.views.values() for sample in view.samples.values()
+        ]
+        if scraped and all(not sample.scraped for sample in scraped):
+            return CycleStatus.METRICS_UNAVAILABLE
+        if run.errors:
+            return CycleStatus.PARTIAL
+        return CycleStatus.OK
+
+    # Store.
+
+    def _store(self, run: CycleRun, status: str) -> dict[str, Any]:
+        inputs: dict[str, Any] = {"variants": {}, "inventory": inventory_json(run.inventory)}
+        with transaction.atomic():
+            for view in run.views.values():
+                inputs["variants"][view.variant.name] = variant_inputs(view)
+                self._store_variant(run, view, status)
+            self._store_accelerators(run)
+        return inputs
+
+    def _store_variant(self, run: CycleRun, view: VariantView, status: str) -> None:
+        variant = view.variant
+        decision = run.decisions[variant.pk]
+        if view.hpa_name:
+            decision.reasons.append(f"hpa_conflict:{view.hpa_name}")
+            if variant.mode == Variant.Mode.AUTO:
+                move_to_advisory(view, run.now)
+        if variant.mode == Variant.Mode.ADVISORY and decision.target != view.current:
+            decision.reasons.append("advisory")
+        pods = {pod.name: pod for pod in view.live_pods}
+        MetricSample.objects.bulk_create(
+            metric_sample(run, view, pods[name], sample)
+            for name, sample in view.samples.items()
+        )
+        current = view.current if view.current is not None else decision.target
+        analysis = dict(decision.analysis)
+        analysis["hpa"] = {"recommendations": decision.hpa_history}
+        row = Decision.objects.create(
+            cycle=run.cycle,
+            variant=variant,
+            current_replicas=current,
+            ready_replicas=len(view.ready_pods),
+            target_replicas=decision.target,
+            hpa_target_replicas=decision.hpa_target,
+            hpa_reasons=checked_json(decision.hpa_reasons),
+            reasons=checked_json(decision.reasons),
+            bound_by=decision.bound_by,
+            victim_pod=decision.victim_pod,
+            analysis=checked_json(analysis),
+            message=decision.message,
+        )
+        decision.analysis["decision_id"] = row.pk
+        update_variant_state(run, view, decision, status)
+
+    def _store_accelerators(self, run: CycleRun) -> None:
+        per_accelerator: dict[int, list[VariantView]] = {}
+        for view in run.views.values():
+            per_accelerator.setdefault(view.variant.accelerator_id, []).append(view)
+        for accelerator in Accelerator.objects.filter(pk__in=per_accelerator):
+            views = per_accelerator[accelerator.pk]
+            AcceleratorSample.objects.create(
+                cycle=run.cycle, at=run.now, **accelerator_totals(accelerator, views)
+            )
+
+    # Propose and actuate.
+
+    def _propose(self, run: CycleRun) -> None:
+        in_flight = in_flight_targets()
+        for view in run.views.values():
+            decision = run.decisions[view.variant.pk]
+            variant = view.variant
+            if view.current is None or decision.target == view.current:
+                continue
+            if variant.mode == Variant.Mode.ADVISORY or variant.pk in in_flight:
+                continue
+            try:
+                self._propose_variant(view, decision)
+            except (actions.ActionError, kube.ActuatorError) as exc:
+                logger.warning("proposal for %s failed: %s", variant.name, exc)
+                run.error("propose", type(exc).__name__, str(exc), variant=variant.name)
+
+    def _propose_variant(self, view: VariantView, decision: VariantDecision) -> None:
+        """Propose the change; in mode auto, approve it as the system and apply it."""
+        variant = view.variant
+        action = actions.propose_action(
+            variant.pk,
+            int(view.current or 0),
+            decision.target,
+            decision_id=decision.analysis.get("decision_id"),
+            reasons=decision.reasons,
+            victim_pod=decision.victim_pod,
+        )
+        decision.analysis["action_id"] = action.pk
+        if variant.mode != Variant.Mode.AUTO or action.state != ActionState.PENDING:
+            return
+        try:
+            actions.apply_action(action.pk, actuator=self.actuator)
+        except kube.TransientActuatorError as exc:
+            logger.warning(
+                "applying scale action %s failed, queued for retry: %s", action.pk, exc
+            )
+            from wva_web.control import tasks
+
+            tasks.apply_scale_action.apply_async((action.pk,), countdown=5)
+
+    def _finish(self, run: CycleRun, status: str, inputs: dict[str, Any]) -> None:
+        cycle = run.cycle
+        cycle.finished_at = self.clock()
+        cycle.status = status
+        cycle.inputs = checked_json(inputs)
+        cycle.outputs = checked_json(cycle_outputs(run))
+        cycle.timings_ms = checked_json(run.timings_ms)
+        cycle.errors = checked_json(run.errors)
+        cycle.save(
+            update_fields=["finished_at", "status", "inputs", "outputs", "timings_ms", "errors"]
+        )
+        logger.info(
+            "control cycle %s finished: %s, %d variants, %d errors",
+            cycle.pk, status, len(run.views), len(run.errors),
+        )
+
+
+def scrape_targets(view: VariantView) -> list[metrics.ScrapeTarget]:
+    """Running, non-terminating pods with an IP and a metrics port."""
+    return [
+        metrics.ScrapeTarget(pod.name, pod.pod_ip, pod.metrics_port, pod.metrics_path)
+        for pod in view.live_pods
+        if pod.phase == "Running" and pod.pod_ip and pod.metrics_port
+    ]
+
+
+def run_cycle(**kwargs: Any) -> ControlCycle | None:
+    """Run one control cycle with the default metrics source and actuator."""
+    return CycleService(**kwargs).run()
+
+
+# Analysis helpers.
+
+
+def in_flight_targets() -> dict[int, int]:
+    """Targets of approved or overridden actions not yet applied, by variant id."""
+    states = (ActionState.APPROVED, ActionState.OVERRIDDEN)
+    targets: dict[int, int] = {}
+    for action in ScaleAction.objects.filter(state__in=states).order_by("created_at"):
+        targets[action.variant_id] = action.effective_replicas
+    return targets
+
+
+def replica_samples(view: VariantView) -> tuple[saturation.ReplicaSample, ...]:
+    """Build one ReplicaSample per pod; a value that was not read as valid is None."""
+    replicas = []
+    for pod in view.pods:
+        sample = view.samples.get(pod.name)
+        values: dict[str, float | None] = dict.fromkeys(
+            ("kv_cache_usage", "num_requests_waiting", "num_requests_running")
+        )
+        if sample is not None:
+            for name in values:
+                if sample.field_status.get(name) == metrics.OK:
+                    values[name] = getattr(sample, name)
+        replicas.append(
+            saturation.ReplicaSample(
+                pod.name,
+                kv_cache_usage=values["kv_cache_usage"],
+                num_requests_waiting=values["num_requests_waiting"],
+                num_requests_running=values["num_requests_running"],
+                phase=pod.phase,
+                ready=pod.ready,
+                terminating=pod.terminating,
+            )
+        )
+    return tuple(replicas)
+
+
+def variant_input(view: VariantView, desired: int | None) -> saturation.VariantInput:
+    variant = view.variant
+    current = int(view.current or 0)
+    return saturation.VariantInput(
+        name=variant.name,
+        usd_per_replica_hour=variant.usd_per_replica_hour,
+        current_replicas=current,
+        ready_replicas=len(view.ready_pods),
+        min_replicas=variant.min_replicas,
+        max_replicas=variant.max_replicas,
+        replicas=replica_samples(view),
+        # Pending pods, plus replicas of spec.replicas without a pod object yet.
+        pending_replicas=sum(1 for pod in view.live_pods if pod.pending)
+        + max(0, current - len(view.live_pods)),
+        desired_replicas=desired,
+    )
+
+
+def saturation_config(model: InferenceModel) -> saturation.SaturationConfig:
+    return saturation.SaturationConfig(
+        kv_cache_threshold=model.kv_cache_threshold,
+        queue_length_threshold=model.queue_length_threshold,
+        kv_spare_trigger=model.kv_spare_trigger,
+        queue_spare_trigger=model.queue_spare_trigger,
+    )
+
+
+def hold(view: VariantView, reasons: list[str], bound_by: str, message: str = "") -> VariantDecision:
+    """Build a decision that keeps the current count (the pod count when unknown)."""
+    current = view.current if view.current is not None else len(view.live_pods)
+    return VariantDecision(target=current, reasons=reasons, bound_by=bound_by, message=message)
+
+
+def analyse_model_views(
+    model: InferenceModel, views: list[VariantView], desired: dict[int, int]
+) -> tuple[dict[str, Any], dict[int, VariantDecision]]:
+    """Run `wva-v1` over all variants of one model.
+
+    When a variant's workload could not be read, the whole model holds:
+    its replica counts are unknown, so no decision can be balanced.
+    """
+    failed = [view.variant.name for view in views if view.current is None]
+    if failed:
+        reasons = [f"kube_error:{name}" for name in failed]
+        decided = {view.variant.pk: hold(view, reasons, "missing_data") for view in views}
+        return {"reasons": reasons}, decided
+    inputs = tuple(variant_input(view, desired.get(view.variant.pk)) for view in views)
+    analysis = saturation.analyse_model(inputs, saturation_config(model))
+    summary = {
+        "spare_kv": analysis.spare_kv,
+        "spare_queue": analysis.spare_queue,
+        "saturated": list(analysis.saturated),
+        "not_reporting": list(analysis.not_reporting),
+        "pending": list(analysis.pending),
+        "reasons": list(analysis.reasons),
+        "scale_down_check": _plain(analysis.scale_down_check),
+    }
+    decided: dict[int, VariantDecision] = {}
+    for view, result in zip(views, analysis.decisions, strict=True):
+        decided[view.variant.pk] = VariantDecision(
+            target=int(result.target_replicas),
+            reasons=list(result.reasons),
+            bound_by=result.bound_by,
+            victim_pod=result.victim_pod or "",
+            message=result.message,
+            analysis={"model": summary},
+        )
+    return summary, decided
+
+
+def _plain(value: Any) -> Any:
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+def apply_holds(view: VariantView, decision: VariantDecision, now: datetime) -> None:
+    """Hold pinned variants, and never reduce a variant on invalid data."""
+    variant = view.variant
+    current = view.current
+    if current is None:
+        return
+    if variant.pinned_until is not None and variant.pinned_until > now:
+        decision.target = current
+        decision.victim_pod = ""
+        decision.bound_by = "pinned"
+        decision.reasons.append("pinned")
+        decision.message = f"pinned until {variant.pinned_until.isoformat()}"
+        return
+    invalid = view.invalid_pods()
+    if decision.target < current and invalid:
+        decision.target = current
+        decision.victim_pod = ""
+        decision.bound_by = "missing_data"
+        decision.reasons.append("missing_metrics:" + ",".join(invalid))
+
+
+def previous_hpa_history(variant: Variant, now: datetime) -> list[list[Any]]:
+    """Recommendations of the HPA counterfactual kept by the variant's last decision."""
+    last = (
+        Decision.objects.filter(variant=variant)
+        .order_by("-cycle__started_at", "-pk")
+        .values_list("analysis", flat=True)
+        .first()
+    )
+    if not last:
+        return []
+    stored = (last.get("hpa") or {}).get("recommendations") or []
+    cutoff = now.timestamp() - HPA_DOWNSCALE_WINDOW_S
+    return [[float(at), int(replicas)] for at, replicas in stored if float(at) > cutoff]
+
+
+def hpa_metric(
+    view: VariantView, spec: dict[str, Any]
+) -> hpa_policy.HpaMetric:
+    """Build one per-pod HPA metric; a pod without a valid value maps to None."""
+    name = str(spec.get("metric", ""))
+    target = float(spec.get("target_average_value") or 0.0)
+    attribute = HPA_METRIC_FIELDS.get(name)
+    values: dict[str, float | None] = {}
+    for pod in view.live_pods:
+        sample = view.samples.get(pod.name)
+        value = None
+        if attribute and sample is not None and sample.field_status.get(attribute) == "ok":
+            value = getattr(sample, attribute)
+        values[pod.name] = value
+    valid = attribute is not None and target > 0
+    return hpa_policy.HpaMetric(
+        name, "pods", target, pod_values=values, valid=valid
+    )
+
+
+def hpa_counterfactual(
+    view: VariantView, history: list[list[Any]], now: datetime
+) -> tuple[int | None, list[str], list[list[Any]]]:
+    """Compute what an HPA on `hpa_metrics` would set now; None when unknown."""
+    if view.current is None:
+        return None, ["kube_error"], history
+    variant = view.variant
+    specs = variant.hpa_metrics or []
+    if not specs:
+        return None, ["no_hpa_metrics"], history
+    result = hpa_policy.hpa_desired_replicas(
+        hpa_policy.HpaInput(
+            current_replicas=view.current,
+            min_replicas=variant.min_replicas,
+            max_replicas=variant.max_replicas,
+            pods=tuple(
+                hpa_policy.HpaPod(
+                    pod.name, phase=pod.phase, ready=pod.ready, terminating=pod.terminating
+                )
+                for pod in view.pods
+            ),
+            metrics=tuple(hpa_metric(view, spec) for spec in specs),
+            now_s=now.timestamp(),
+            recommendations=tuple((float(at), int(n)) for at, n in history),
+        )
+    )
+    kept = [[float(at), int(n)] for at, n in result.recommendations]
+    return result.desired_replicas, list(result.reasons), kept
+
+
+# Storage helpers.
+
+
+def inventory_json(inventory: dict[str, kube.GpuCount] | None) -> dict[str, Any] | None:
+    if inventory is None:
+        return None
+    return {
+        name: {"allocatable": count.allocatable, "requested": count.requested,
+               "free": count.free}
+        for name, count in sorted(inventory.items())
+    }
+
+
+def variant_inputs(view: VariantView) -> dict[str, Any]:
+    return {
+        "current_replicas": view.current,
+        "ready_replicas": len(view.ready_pods),
+        "kube_error": view.kube_error,
+        "hpa": view.hpa_name,
+        "pods": [
+            {
+                "name": pod.name,
+                "phase": pod.phase,
+                "ready": pod.ready,
+                "terminating": pod.terminating,
+                "deletion_cost": pod.deletion_cost,
+                "sample": view.samples[pod.name].as_json()
+                if pod.name in view.samples else None,
+            }
+            for pod in view.pods
+        ],
+    }
+
+
+def metric_sample(
+    run: CycleRun, view: VariantView, pod: kube.PodInfo, sample: metrics.PodMetrics
+) -> MetricSample:
+    """Build a MetricSample row; values not read as valid are stored as null."""
+    values = {
+        name: getattr(sample, name) if sample.field_status.get(name) == "ok" else None
+        for name in metrics.FIELDS
+    }
+    flags = {
+        name: status for name, status in sample.field_status.items() if status != "ok"
+    }
+    detail = sample.detail
+    if flags:
+        detail = (detail + " " if detail else "") + json.dumps(flags, sort_keys=True)
+    return MetricSample(
+        cycle=run.cycle,
+        variant=view.variant,
+        pod=pod.name,
+        phase=pod.phase,
+        ready=pod.ready,
+        sampled_at=sample.sampled_at,
+        status=sample.status,
+        detail=detail,
+        **values,
+    )
+
+
+def condition(
+    kind: str, status: bool, reason: str, message: str, previous: list[dict[str, Any]],
+    now: datetime,
+) -> dict[str, Any]:
+    """Build an HPA-style condition that keeps `since` while status and reason stay."""
+    text = "True" if status else "False"
+    since = now.isoformat()
+    for old in previous:
+        if old.get("type") == kind and old.get("status") == text and old.get("reason") == reason:
+            since = str(old.get("since") or since)
+    return {"type": kind, "status": text, "reason": reason, "message": message, "since": since}
+
+
+def metrics_condition(view: VariantView, status: str) -> tuple[bool, str, str]:
+    if view.kube_error:
+        return False, "kube_error", f"reading the workload failed: {view.kube_error}"
+    if status == CycleStatus.METRICS_UNAVAILABLE:
+        return False, "metrics_unavailable", "every metrics scrape failed in this cycle"
+    invalid = view.invalid_pods()
+    if not invalid:
+        return True, "metrics_ok", "every ready replica reports KV-cache usage and queue"
+    first = view.samples.get(invalid[0])
+    reason = first.status if first is not None else metrics.MISSING
+    ready = len(view.ready_pods)
+    names = ", ".join(invalid)
+    return False, reason, f"{len(invalid)} of {ready} ready replicas without valid metrics: {names}"
+
+
+def scaling_conditions(
+    view: VariantView, decision: VariantDecision
+) -> tuple[tuple[bool, str, str], tuple[bool, str, str]]:
+    """AbleToScale and ScalingLimited as (status, reason, message)."""
+    if view.hpa_name:
+        able = (False, "hpa_conflict", f"HPA {view.hpa_name} targets this workload")
+    elif decision.bound_by == "pinned":
+        able = (False, "pinned", decision.message)
+    elif view.kube_error:
+        able = (False, "kube_error", view.kube_error)
+    elif decision.bound_by in ("transition", "missing_data"):
+        able = (False, decision.bound_by, ", ".join(decision.reasons))
+    else:
+        able = (True, "ready", "")
+    caps = {"max_replicas": "capped_by_max", "min_replicas": "capped_by_min"}
+    if decision.bound_by in caps:
+        limited = (True, caps[decision.bound_by], decision.message)
+    else:
+        limited = (False, "within_bounds", "")
+    return able, limited
+
+
+def update_variant_state(
+    run: CycleRun, view: VariantView, decision: VariantDecision, status: str
+) -> None:
+    variant = view.variant
+    state, _ = VariantState.objects.get_or_create(
+        variant=variant, defaults={"updated_at": run.now}
+    )
+    previous = list(state.conditions or [])
+    metrics_ok = metrics_condition(view, status)
+    able, limited = scaling_conditions(view, decision)
+    conditions = [
+        condition("MetricsAvailable", *metrics_ok, previous, run.now),
+        condition("AbleToScale", *able, previous, run.now),
+        condition("ScalingLimited", *limited, previous, run.now),
+    ]
+    samples = [
+        view.samples[pod.name] for pod in view.ready_pods if pod.name in view.samples
+    ]
+    kv = [s.kv_cache_usage for s in samples if s.field_status.get("kv_cache_usage") == "ok"]
+    waiting = [
+        s.num_requests_waiting for s in samples
+        if s.field_status.get("num_requests_waiting") == "ok"
+    ]
+    state.updated_at = run.now
+    state.last_cycle = run.cycle
+    state.current_replicas = view.current
+    state.ready_replicas = len(view.ready_pods) if view.current is not None else None
+    state.pending_replicas = len(view.pending_pods)
+    state.proposed_replicas = decision.target
+    state.hpa_target_replicas = decision.hpa_target
+    state.desired_replicas = decision.target
+    state.mean_kv_cache_usage = sum(kv) / len(kv) if kv else None
+    state.total_waiting = sum(w for w in waiting if w is not None) if waiting else None
+    state.conditions = checked_json(conditions)
+    state.missing_kv_cycles = state.missing_kv_cycles + 1 if view.kv_missing() else 0
+    state.degraded = not metrics_ok[0]
+    state.save()
+
+
+def accelerator_totals(accelerator: Accelerator, views: list[VariantView]) -> dict[str, Any]:
+    """Replicas, GPUs, mean KV usage, power and cost of one accelerator type."""
+    curve = power_curves.PowerCurve(
+        accelerator.power_idle_w, accelerator.power_mid_w, accelerator.power_full_w
+    )
+    replicas = ready = gpus = 0
+    kv_values: list[float] = []
+    starting: list[tuple[int, bool, float | None]] = []
+    for view in views:
+        gpus_per_replica = view.variant.gpus_per_replica
+        count = view.current if view.current is not None else len(view.live_pods)
+        replicas += count
+        ready += len(view.ready_pods)
+        gpus += count * gpus_per_replica
+        for pod in view.live_pods:
+            sample = view.samples.get(pod.name)
+            kv = None
+            if sample is not None and sample.field_status.get("kv_cache_usage") == "ok":
+                kv = sample.kv_cache_usage
+                if pod.ready and kv is not None:
+                    kv_values.append(kv)
+            starting.append((gpus_per_replica, not pod.ready, kv))
+    utilisation = sum(kv_values) / len(kv_values) if kv_values else None
+    power = 0.0
+    for gpus_per_replica, is_starting, kv in starting:
+        # NOTE: a replica without a KV sample is assumed at the type's mean usage.
+        level = kv if kv is not None else (utilisation or 0.0)
+        power += power_curves.replica_power_w(
+            curve, level, gpus_per_replica=gpus_per_replica, starting=is_starting
+        )
+    return {
+        "accelerator": accelerator,
+        "replicas": replicas,
+        "ready_replicas": ready,
+        "gpus_used": gpus,
+        "utilisation": utilisation,
+        "power_w": power,
+        "usd_per_hour": gpus * accelerator.usd_per_gpu_hour,
+    }
+
+
+def cycle_outputs(run: CycleRun) -> dict[str, Any]:
+    variants = {}
+    for view in run.views.values():
+        decision = run.decisions.get(view.variant.pk)
+        if decision is None:
+            continue
+        variants[view.variant.name] = {
+            "current_replicas": view.current,
+            "target_replicas": decision.target,
+            "reasons": decision.reasons,
+            "bound_by": decision.bound_by,
+            "victim_pod": decision.victim_pod,
+            "message": decision.message,
+            "hpa_target_replicas": decision.hpa_target,
+            "hpa_reasons": decision.hpa_reasons,
+            "hpa_recommendations": decision.hpa_history,
+            "action_id": decision.analysis.get("action_id"),
+        }
+    return {"models": run.models, "variants": variants}
+
+
+def move_to_advisory(view: VariantView, now: datetime) -> None:
+    """Switch an `auto` variant that an HPA targets to `advisory`, with an audit row."""
+    variant = view.variant
+    changed = Variant.objects.filter(pk=variant.pk, mode=Variant.Mode.AUTO).update(
+        mode=Variant.Mode.ADVISORY
+    )
+    if changed != 1:
+        return
+    variant.mode = Variant.Mode.ADVISORY
+    message = (
+        f"HPA {view.hpa_name} targets {variant.kind} {variant.namespace}/"
+        f"{variant.workload_name}; mode auto changed to advisory at {now.isoformat()}"
+    )
+    AuditLog.objects.create(
+        at=now,
+        actor=None,
+        verb="set_mode",
+        object_type="variant",
+        object_id=str(variant.pk),
+        before={"mode": Variant.Mode.AUTO},
+        after={"mode": Variant.Mode.ADVISORY, "hpa": view.hpa_name},
+        message=message,
+    )
+    logger.warning("variant %s: %s", variant.name, message)

@@ -1,0 +1,54 @@
+"""Celery tasks of the control loop. Tasks take ids, never model objects."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+
+from wva_web.control import actions
+from wva_web.control.cycle import run_cycle
+from wva_web.integrations.kube import TransientActuatorError
+
+logger = logging.getLogger(__name__)
+
+# Transient actuator errors are retried with exponential backoff up to this cap.
+APPLY_MAX_RETRIES = 5
+APPLY_BACKOFF_MAX_S = 60
+
+
+@shared_task(
+    name="wva.run_control_cycle",
+    ignore_result=True,
+    soft_time_limit=settings.WVA_CYCLE_SOFT_LIMIT_S,
+    time_limit=settings.WVA_CYCLE_HARD_LIMIT_S,
+)
+def run_control_cycle() -> int | None:
+    """Run one control cycle; return its id, or None when another cycle runs."""
+    cycle = run_cycle()
+    if cycle is None:
+        logger.info("control cycle task skipped: the cycle lock is held")
+        return None
+    return cycle.pk
+
+
+@shared_task(
+    name="wva.apply_scale_action",
+    bind=True,
+    ignore_result=True,
+    autoretry_for=(TransientActuatorError,),
+    retry_backoff=True,
+    retry_backoff_max=APPLY_BACKOFF_MAX_S,
+    max_retries=APPLY_MAX_RETRIES,
+    soft_time_limit=settings.WVA_CYCLE_SOFT_LIMIT_S,
+    time_limit=settings.WVA_CYCLE_HARD_LIMIT_S,
+)
+def apply_scale_action(self: object, action_id: int) -> str:
+    """Apply one approved scale action; return the state it ended in.
+
+    `apply_action` re-reads the action and the live replica count, so a
+    task that runs late or twice changes nothing.
+    """
+    action = actions.apply_action(action_id)
+    return str(action.state)
