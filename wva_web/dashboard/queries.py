@@ -1,0 +1,353 @@
+"""Read-side queries of the pages, scoped to what the user may see.
+
+Every list section is one query (or a fixed small number), never one per row.
+Team scoping comes from `wva_web.catalog.access`, so the pages, the CSV export
+and the API share one definition of what a user may see.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+
+from wva_web.catalog import access
+from wva_web.catalog.models import ROLE_RANK, Accelerator, Membership, Role, Variant
+from wva_web.control.models import (
+    AcceleratorSample,
+    ActionState,
+    ControlCycle,
+    CycleStatus,
+    Decision,
+    MetricSample,
+    SampleStatus,
+    ScaleAction,
+    VariantState,
+)
+
+User: TypeAlias = AbstractBaseUser | AnonymousUser
+
+CHART_WINDOW = dt.timedelta(hours=1)
+# The alert banner appears from this many failing cycles in a row: one or
+# two failures are common noise, three (90 s at the default period) matter.
+ALERT_AFTER_CYCLES = 3
+FAILING_STATUSES = (CycleStatus.METRICS_UNAVAILABLE, CycleStatus.FAILED)
+HISTORY_LIMIT = 200
+CYCLES_PER_PAGE = 50
+
+
+# Roles ---------------------------------------------------------------------
+
+
+def roles_by_team(user: User) -> dict[int, int]:
+    """Return the user's role rank per team id, read in one query."""
+    if not user.is_authenticated:
+        return {}
+    rows = Membership.objects.filter(user_id=user.pk).values_list("team_id", "role")
+    return {team_id: ROLE_RANK[Role(role)] for team_id, role in rows}
+
+
+def holds_role(user: User, ranks: dict[int, int], team_id: int, role: Role) -> bool:
+    """Tell whether the user has `role` or a higher one in the team."""
+    if getattr(user, "is_superuser", False):
+        return True
+    return ranks.get(team_id, 0) >= ROLE_RANK[role]
+
+
+# Alert banner and last cycle -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CycleAlert:
+    """A run of failing cycles: their count, the first one's start, the last error."""
+
+    cycles: int
+    since: dt.datetime
+    status: str
+    error: str
+
+
+def finished_cycles(limit: int) -> list[ControlCycle]:
+    return list(
+        ControlCycle.objects.exclude(status=CycleStatus.RUNNING)
+        .only("id", "started_at", "finished_at", "status", "errors")
+        .order_by("-started_at")[:limit]
+    )
+
+
+def cycle_alert(recent: list[ControlCycle]) -> CycleAlert | None:
+    """Return the alert for the failing cycles at the head of `recent`, newest first.
+
+    A running cycle is not counted: it has not failed yet.
+    """
+    streak: list[ControlCycle] = []
+    for cycle in recent:
+        if cycle.status not in FAILING_STATUSES:
+            break
+        streak.append(cycle)
+    if len(streak) < ALERT_AFTER_CYCLES:
+        return None
+    latest = streak[0]
+    first_error = latest.errors[0] if latest.errors else ""
+    return CycleAlert(
+        cycles=len(streak),
+        since=streak[-1].started_at,
+        status=latest.get_status_display(),
+        error=error_text(first_error),
+    )
+
+
+def error_text(error: Any) -> str:
+    """Format one entry of `ControlCycle.errors` (a string or a dict) as one line."""
+    if isinstance(error, dict):
+        parts = [
+            f"{key}: {error[key]}"
+            for key in ("phase", "variant", "model", "pod", "query", "kind", "message")
+            if error.get(key) not in (None, "")
+        ]
+        return "; ".join(parts) if parts else str(error)
+    return str(error)
+
+
+# Overview --------------------------------------------------------------------
+
+
+@dataclass
+class AcceleratorCard:
+    accelerator: Accelerator
+    latest: AcceleratorSample | None
+
+
+def accelerator_samples(since: dt.datetime) -> list[AcceleratorSample]:
+    return list(
+        AcceleratorSample.objects.filter(at__gte=since)
+        .select_related("accelerator")
+        .order_by("at", "accelerator__name")
+    )
+
+
+def accelerator_cards(samples: list[AcceleratorSample]) -> list[AcceleratorCard]:
+    """Build one card per accelerator with its newest sample of the window."""
+    latest: dict[int, AcceleratorSample] = {}
+    for sample in samples:
+        latest[sample.accelerator_id] = sample
+    return [
+        AcceleratorCard(accelerator=acc, latest=latest.get(acc.pk))
+        for acc in Accelerator.objects.order_by("name")
+    ]
+
+
+def pending_count(user: User) -> int:
+    return access.visible_actions(user).filter(state=ActionState.PENDING).count()
+
+
+# Variants --------------------------------------------------------------------
+
+
+@dataclass
+class VariantRow:
+    """A variant with its latest state, decision and sample counts of the last cycle."""
+
+    variant: Variant
+    state: VariantState | None
+    decision: Decision | None
+    samples_total: int = 0
+    samples_bad: int = 0
+    lines: list[Any] = field(default_factory=list)
+
+
+def variant_state(variant: Variant) -> VariantState | None:
+    try:
+        return variant.state
+    except VariantState.DoesNotExist:
+        return None
+
+
+def latest_decision_ids(variants: QuerySet[Variant]) -> QuerySet[Variant]:
+    newest = Decision.objects.filter(variant=OuterRef("pk")).order_by(
+        "-cycle__started_at", "-id"
+    )
+    return variants.annotate(latest_decision_id=Subquery(newest.values("id")[:1]))
+
+
+def variant_rows(variants: QuerySet[Variant]) -> list[VariantRow]:
+    """Load variants, states, latest decisions and sample counts in three queries."""
+    loaded = list(
+        latest_decision_ids(variants).select_related(
+            "model", "model__team", "accelerator", "state"
+        )
+    )
+    decision_ids = [v.latest_decision_id for v in loaded if v.latest_decision_id]
+    decisions = Decision.objects.select_related("cycle").in_bulk(decision_ids)
+    states = {v.pk: variant_state(v) for v in loaded}
+    counts = sample_counts(
+        {v.pk: s.last_cycle_id for v, s in ((v, states[v.pk]) for v in loaded) if s}
+    )
+    rows = []
+    for variant in loaded:
+        state = states[variant.pk]
+        total, bad = (0, 0)
+        if state is not None:
+            total, bad = counts.get((variant.pk, state.last_cycle_id), (0, 0))
+        rows.append(
+            VariantRow(
+                variant=variant,
+                state=state,
+                decision=decisions.get(variant.latest_decision_id),
+                samples_total=total,
+                samples_bad=bad,
+            )
+        )
+    return rows
+
+
+def sample_counts(
+    last_cycle_by_variant: dict[int, int | None],
+) -> dict[tuple[int, int], tuple[int, int]]:
+    """Count samples and samples without usable metrics per (variant, cycle)."""
+    cycle_ids = {c for c in last_cycle_by_variant.values() if c is not None}
+    if not cycle_ids:
+        return {}
+    rows = (
+        MetricSample.objects.filter(
+            variant_id__in=list(last_cycle_by_variant), cycle_id__in=cycle_ids
+        )
+        .values("variant_id", "cycle_id")
+        .annotate(
+            total=Count("id"),
+            bad=Count("id", filter=~Q(status=SampleStatus.OK)),
+        )
+    )
+    return {(r["variant_id"], r["cycle_id"]): (r["total"], r["bad"]) for r in rows}
+
+
+def replica_samples(variant: Variant, state: VariantState | None) -> list[MetricSample]:
+    """Return the samples of the newest cycle that sampled this variant, by pod."""
+    cycle_id = state.last_cycle_id if state is not None else None
+    if cycle_id is None:
+        cycle_id = (
+            MetricSample.objects.filter(variant=variant)
+            .order_by("-sampled_at")
+            .values_list("cycle_id", flat=True)
+            .first()
+        )
+    if cycle_id is None:
+        return []
+    return list(
+        MetricSample.objects.filter(variant=variant, cycle_id=cycle_id).order_by("pod")
+    )
+
+
+def variant_history(
+    variant: Variant, since: dt.datetime
+) -> tuple[list[MetricSample], list[Decision]]:
+    samples = list(
+        MetricSample.objects.filter(variant=variant, sampled_at__gte=since)
+        .only("pod", "sampled_at", "kv_cache_usage", "status")
+        .order_by("sampled_at")
+    )
+    decisions = list(
+        Decision.objects.filter(variant=variant, cycle__started_at__gte=since)
+        .select_related("cycle")
+        .order_by("cycle__started_at")
+    )
+    return samples, decisions
+
+
+def variant_actions(user: User, variant: Variant) -> list[ScaleAction]:
+    return list(
+        scoped_actions(user).filter(variant=variant).order_by("-created_at")[:20]
+    )
+
+
+# Actions ---------------------------------------------------------------------
+
+
+def scoped_actions(user: User) -> QuerySet[ScaleAction]:
+    return access.visible_actions(user).select_related(
+        "variant",
+        "variant__accelerator",
+        "variant__model__team",
+        "decision",
+        "requested_by",
+        "decided_by",
+    )
+
+
+def pending_actions(user: User) -> list[ScaleAction]:
+    return list(
+        scoped_actions(user).filter(state=ActionState.PENDING).order_by("created_at")
+    )
+
+
+def action_history(user: User) -> list[ScaleAction]:
+    return list(
+        scoped_actions(user)
+        .exclude(state=ActionState.PENDING)
+        .order_by("-created_at")[:HISTORY_LIMIT]
+    )
+
+
+# Cycles ----------------------------------------------------------------------
+
+
+def cycle_page(offset: int) -> list[ControlCycle]:
+    return list(
+        ControlCycle.objects.defer("inputs", "outputs").order_by("-started_at")[
+            offset : offset + CYCLES_PER_PAGE + 1
+        ]
+    )
+
+
+def cycle_samples(user: User, cycle: ControlCycle) -> dict[Variant, list[MetricSample]]:
+    samples = (
+        MetricSample.objects.filter(
+            cycle=cycle, variant__in=access.visible_variants(user)
+        )
+        .select_related("variant")
+        .order_by("variant__name", "pod")
+    )
+    grouped: dict[Variant, list[MetricSample]] = defaultdict(list)
+    for sample in samples:
+        grouped[sample.variant].append(sample)
+    return dict(grouped)
+
+
+def cycle_decisions(user: User, cycle: ControlCycle) -> list[Decision]:
+    return list(
+        Decision.objects.filter(cycle=cycle, variant__in=access.visible_variants(user))
+        .select_related("variant", "variant__accelerator")
+        .order_by("variant__name")
+    )
+
+
+def visible_errors(user: User, cycle: ControlCycle) -> list[str]:
+    """Return the cycle's errors that name no variant or model hidden from the user.
+
+    Errors that name another team's variant or model are left out, so the page
+    does not reveal which variants exist.
+    """
+    errors = cycle.errors if isinstance(cycle.errors, list) else [cycle.errors]
+    texts = [error_text(e) for e in errors]
+    if getattr(user, "is_superuser", False):
+        return texts
+    visible = access.visible_variants(user).values_list("pk", flat=True)
+    hidden = set(
+        Variant.objects.exclude(pk__in=visible).values_list("name", "model__name")
+    )
+    hidden_names = {name for pair in hidden for name in pair}
+    visible_models = set(
+        Variant.objects.filter(pk__in=visible).values_list("model__name", flat=True)
+    )
+    hidden_names -= visible_models
+    return [t for t in texts if not any(name in t for name in hidden_names)]
+
+
+def now() -> dt.datetime:
+    return timezone.now()

@@ -1,0 +1,218 @@
+"""Plain-language status lines of a variant, built from its state and last decision.
+
+The variant list, the variant page and the live JSON show the same lines, so
+a degraded variant reads as degraded on every surface.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils import timezone
+
+from wva_web.catalog.models import Variant
+from wva_web.control.models import Decision, VariantState
+
+# Grace period suggested for replicas that may hold long generations.
+SUGGESTED_GRACE_PERIOD_S = 300
+# Reason codes of the condition that flags a short termination grace period.
+BOUNDS = ("max_replicas", "min_replicas", "gpu_budget")
+SHORT_GRACE_REASONS = ("short_grace_period", "ShortGracePeriod", "GracePeriodTooShort")
+
+
+@dataclass(frozen=True)
+class StatusLine:
+    """One line on a variant card: severity (warning or info), text and reason code."""
+
+    level: str
+    text: str
+    reason: str = ""
+
+
+def hhmm(value: Any) -> str:
+    """Format a datetime or ISO string as HH:MM in the current time zone."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if not isinstance(value, dt.datetime):
+        return ""
+    if timezone.is_aware(value):
+        value = timezone.localtime(value)
+    return value.strftime("%H:%M")
+
+
+def condition(state: VariantState | None, kind: str) -> dict[str, Any] | None:
+    if state is None or not isinstance(state.conditions, list):
+        return None
+    for item in state.conditions:
+        if isinstance(item, dict) and item.get("type") == kind:
+            return item
+    return None
+
+
+def is_false(item: dict[str, Any] | None) -> bool:
+    return item is not None and str(item.get("status", "")).lower() == "false"
+
+
+def is_true(item: dict[str, Any] | None) -> bool:
+    return item is not None and str(item.get("status", "")).lower() == "true"
+
+
+def degraded_line(
+    state: VariantState | None, samples_total: int, samples_bad: int
+) -> StatusLine | None:
+    """Describe replicas without metrics, e.g. "Degraded: 1 of 4 replicas ..."."""
+    metrics = condition(state, "MetricsAvailable")
+    if state is None or not (state.degraded or samples_bad or is_false(metrics)):
+        return None
+    reason = str(metrics.get("reason", "")) if metrics else ""
+    since = hhmm(metrics.get("since")) if metrics else ""
+    total = (
+        state.current_replicas if state.current_replicas is not None else samples_total
+    )
+    if samples_bad:
+        text = (
+            f"Degraded: {samples_bad} of {unknown_or(total)} replicas without metrics"
+        )
+    elif metrics and metrics.get("message"):
+        text = f"Degraded: {metrics['message']}"
+    else:
+        text = f"Degraded: {unknown_or(total)} replicas without metrics"
+    if since:
+        text += f" since {since}"
+    return StatusLine("warning", text, reason or "missing_metrics")
+
+
+def able_line(state: VariantState | None) -> StatusLine | None:
+    """Describe why the variant cannot scale now, from its AbleToScale condition.
+
+    A pin has its own line, so the `pinned` reason is left to `pinned_line`.
+    """
+    able = condition(state, "AbleToScale")
+    if state is None or able is None or not is_false(able):
+        return None
+    reason = str(able.get("reason", ""))
+    if reason == "pinned":
+        return None
+    message = str(able.get("message", "")).strip() or reason
+    text = f"Not able to scale: {message}"
+    since = hhmm(able.get("since"))
+    if since:
+        text += f", since {since}"
+    return StatusLine("warning", text, reason)
+
+
+def limited_line(
+    variant: Variant, state: VariantState | None, decision: Decision | None
+) -> StatusLine | None:
+    """Describe a target bound by max, min or the GPU budget.
+
+    The decision's message, such as "wants 5, capped at 4 (max)", is used as
+    it is. Without one, the line is built from `analysis["wanted_replicas"]`
+    and, for the GPU budget, `analysis["free_gpus"]`.
+    """
+    limited = condition(state, "ScalingLimited")
+    bound_by = decision.bound_by if decision is not None else ""
+    if not is_true(limited) and bound_by not in BOUNDS:
+        return None
+    reason = str(limited.get("reason", "")) if limited else ""
+    reason = reason or bound_by
+    if decision is not None and decision.message and bound_by in BOUNDS:
+        text = f"Limited: {decision.message}"
+    elif decision is not None and bound_by in BOUNDS:
+        text = "Limited: " + bound_text(variant, decision)
+    else:
+        message = str(limited.get("message", "")) if limited else ""
+        text = f"Limited: {message or reason}"
+    since = (
+        hhmm(limited.get("since")) if limited is not None and is_true(limited) else ""
+    )
+    if since:
+        text += f", since {since}"
+    return StatusLine("warning", text, reason)
+
+
+def bound_text(variant: Variant, decision: Decision) -> str:
+    analysis = decision.analysis if isinstance(decision.analysis, dict) else {}
+    wanted = analysis.get("wanted_replicas")
+    head = f"wants {wanted}, " if wanted is not None else ""
+    target = decision.target_replicas
+    if decision.bound_by == "max_replicas":
+        return f"{head}capped at {target} (max)"
+    if decision.bound_by == "min_replicas":
+        return f"{head}capped at {target} (min)"
+    text = f"{head}capped at {target} by free {variant.accelerator.name} GPUs"
+    free = analysis.get("free_gpus")
+    if free is not None:
+        text += f" ({free} of {unknown_or(variant.accelerator.gpus_available)})"
+    return text
+
+
+def kv_missing_line(state: VariantState | None) -> StatusLine | None:
+    if state is None or not state.missing_kv_cycles:
+        return None
+    cycles = state.missing_kv_cycles
+    noun = "cycle" if cycles == 1 else "cycles"
+    return StatusLine(
+        "warning",
+        f"KV-cache usage missing for {cycles} {noun}",
+        "missing_kv_cache_usage",
+    )
+
+
+def grace_line(state: VariantState | None) -> StatusLine | None:
+    """Warn about a termination grace period too short to finish long generations."""
+    if state is None or not isinstance(state.conditions, list):
+        return None
+    for item in state.conditions:
+        if not isinstance(item, dict) or item.get("reason") not in SHORT_GRACE_REASONS:
+            continue
+        seconds = item.get("grace_period_s")
+        period = f"{seconds} s grace period" if seconds is not None else "grace period"
+        text = (
+            f"Warning: the {period} is shorter than the longest expected "
+            f"generation; set terminationGracePeriodSeconds to at least "
+            f"{SUGGESTED_GRACE_PERIOD_S} s with a pre-stop hook that drains "
+            "the replica"
+        )
+        return StatusLine("warning", text, str(item["reason"]))
+    return None
+
+
+def pinned_line(variant: Variant, now: dt.datetime) -> StatusLine | None:
+    if variant.pinned_replicas is None:
+        return None
+    if variant.pinned_until is not None and variant.pinned_until <= now:
+        return None
+    until = f" until {hhmm(variant.pinned_until)}" if variant.pinned_until else ""
+    return StatusLine(
+        "info", f"Pinned at {variant.pinned_replicas} replicas{until}", "pinned"
+    )
+
+
+def status_lines(
+    variant: Variant,
+    state: VariantState | None,
+    decision: Decision | None,
+    samples_total: int,
+    samples_bad: int,
+) -> list[StatusLine]:
+    """Return every status line that applies, most urgent first."""
+    candidates = [
+        degraded_line(state, samples_total, samples_bad),
+        able_line(state),
+        limited_line(variant, state, decision),
+        kv_missing_line(state),
+        grace_line(state),
+        pinned_line(variant, timezone.now()),
+    ]
+    return [line for line in candidates if line is not None]
+
+
+def unknown_or(value: object) -> str:
+    """Show a missing count as "unknown", never as 0."""
+    return "unknown" if value is None else str(value)
