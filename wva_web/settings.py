@@ -126,13 +126,15 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 else:
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "out"),
         "data_folder_out": str(BROKER_DIR / "out"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # Broadcast (pidbox) messages, which otherwise land in the working folder.
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
 CELERY_RESULT_BACKEND = None
@@ -160,6 +162,16 @@ WVA_DRY_RUN = env.bool("WVA_DRY_RUN", default=False)
 WVA_KUBECONFIG = env.str("WVA_KUBECONFIG", default=str(VAR_DIR / "emulator" / "kubeconfig"))
 WVA_KUBE_TIMEOUT_S = env.float("WVA_KUBE_TIMEOUT_S", default=5.0)
 WVA_INSTANCE = env.str("WVA_INSTANCE", default="console-1")
+# Control-cycle safety rules, in seconds of the cycle's clock.
+# A replica Pending for longer than this is unschedulable: its scale-up fails
+# and the request moves to the next-cheapest variant.
+WVA_PENDING_TIMEOUT_S = env.float("WVA_PENDING_TIMEOUT_S", default=240.0)
+# Limit scale-ups to the free GPUs of the node inventory and of the budget.
+WVA_GPU_LIMITER = env.bool("WVA_GPU_LIMITER", default=True)
+# A not-ready replica without valid metrics for this long is not capacity.
+WVA_STALE_AFTER_S = env.float("WVA_STALE_AFTER_S", default=300.0)
+# Waiting requests with nothing running and no new tokens for this long are stuck.
+WVA_STUCK_QUEUE_S = env.float("WVA_STUCK_QUEUE_S", default=300.0)
 
 LOGGING = {
     "version": 1,
