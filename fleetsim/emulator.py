@@ -39,6 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from fleetsim import kube
 from fleetsim.engine import Cluster, load_accelerators, load_fleet
+from fleetsim.leases import LeaseStore
 from fleetsim.metrics import render
 from fleetsim.trace import TraceRequest, load_trace, replay
 
@@ -147,6 +148,7 @@ class Emulator:
         self.clock = kube.Clock(kube.now_epoch())
         self.fault: Fault | None = None
         self.events: list[dict[str, Any]] = []
+        self.leases = LeaseStore(self.cluster, self.clock)
         self._server: ThreadingHTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -269,6 +271,14 @@ class Emulator:
         )
         return status
 
+    def crash_loop(self, pod_name: str, restarts: int = 3) -> None:
+        """Put a pod in CrashLoopBackOff with `restarts` restarts; it stays there."""
+        with self.lock:
+            pod = self.cluster.find_pod(pod_name)
+            if pod is None:
+                raise EmulatorError(f"pod {pod_name!r} not found")
+            self.cluster.crash_loop(pod, restarts)
+
     def pod_names(self, variant: str) -> list[str]:
         """Return the pod names of a Deployment, oldest first, terminating included."""
         with self.lock:
@@ -281,6 +291,7 @@ class Emulator:
         name = r"(?P<name>[a-zA-Z0-9.-]+)"
         deployments = rf"/apis/apps/v1/namespaces/{ns}/deployments"
         pods = rf"/api/v1/namespaces/{ns}/pods"
+        leases = rf"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
         table: list[tuple[str, str, Callable[..., tuple[int, Any]]]] = [
             ("GET", r"/api", self._get_api),
             ("GET", r"/apis", self._get_apis),
@@ -291,6 +302,7 @@ class Emulator:
             ("PATCH", rf"{deployments}/{name}/scale", self._patch_scale),
             ("PUT", rf"{deployments}/{name}/scale", self._put_scale),
             ("GET", pods, self._list_pods),
+            ("GET", r"/api/v1/pods", self._list_all_pods),
             ("GET", rf"{pods}/{name}", self._get_pod),
             ("PATCH", rf"{pods}/{name}", self._patch_pod),
             ("GET", r"/api/v1/nodes", self._list_nodes),
@@ -300,11 +312,17 @@ class Emulator:
                 self._list_hpas,
             ),
             ("POST", rf"/api/v1/namespaces/{ns}/events", self._post_event),
+            ("GET", leases, self.leases.list_leases),
+            ("POST", leases, self.leases.create_lease),
+            ("GET", rf"{leases}/{name}", self.leases.get_lease),
+            ("PUT", rf"{leases}/{name}", self.leases.replace_lease),
+            ("PATCH", rf"{leases}/{name}", self.leases.patch_lease),
             ("GET", rf"/api/v1/namespaces/{ns}/events", self._list_events),
             ("GET", rf"/pods/{name}/metrics", self._get_metrics),
             ("GET", r"/emulator/status", self._get_status),
             ("POST", r"/emulator/advance", self._post_advance),
             ("POST", r"/emulator/faults", self._post_faults),
+            ("POST", r"/emulator/crash", self._post_crash),
         ]
         return [
             (method, re.compile(pattern + r"/?"), fn) for method, pattern, fn in table
@@ -385,7 +403,7 @@ class Emulator:
         }
 
     def _get_apis(self, **_: Any) -> tuple[int, Any]:
-        groups = [("apps", "v1"), ("autoscaling", "v2")]
+        groups = [("apps", "v1"), ("autoscaling", "v2"), ("coordination.k8s.io", "v1")]
         items = [
             {
                 "name": group,
@@ -465,15 +483,27 @@ class Emulator:
         self, ns: str, query: dict[str, list[str]], **_: Any
     ) -> tuple[int, Any]:
         self._check_namespace(ns)
+        return self._pod_list(query)
+
+    def _list_all_pods(self, query: dict[str, list[str]], **_: Any) -> tuple[int, Any]:
+        """List pods in all namespaces; the emulated cluster has only one."""
+        return self._pod_list(query)
+
+    def _pod_list(self, query: dict[str, list[str]]) -> tuple[int, Any]:
         selector = query.get("labelSelector", [""])[0]
+        field_selector = query.get("fieldSelector", [""])[0]
         items = []
         try:
             for deployment in self.cluster.deployments.values():
                 for pod in deployment.pods:
-                    if kube.match_selector(kube.pod_labels(deployment), selector):
-                        items.append(
-                            kube.pod_json(self.cluster, pod, self.clock, self.port)
-                        )
+                    node = pod.node.name if pod.node is not None else ""
+                    if not kube.match_selector(kube.pod_labels(deployment), selector):
+                        continue
+                    if not kube.match_node_field(node, field_selector):
+                        continue
+                    items.append(
+                        kube.pod_json(self.cluster, pod, self.clock, self.port)
+                    )
         except ValueError as exc:
             raise HttpError(400, "BadRequest", str(exc)) from None
         return 200, kube.list_json("PodList", "v1", items, self.cluster.revision)
@@ -599,6 +629,21 @@ class Emulator:
             delay,
         )
         return 200, {"count": count, "status": status, "delay_s": delay}
+
+
+    def _post_crash(self, query: dict[str, list[str]], **_: Any) -> tuple[int, Any]:
+        name = query.get("pod", [""])[0]
+        raw = query.get("restarts", ["3"])[0]
+        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+            raise HttpError(
+                400, "BadRequest", f"restarts must be an integer 1..1000, got {raw!r}"
+            )
+        try:
+            self.crash_loop(name, int(raw))
+        except EmulatorError as exc:
+            raise HttpError(404, "NotFound", str(exc)) from None
+        logger.info("pod %s put in CrashLoopBackOff (%s restarts)", name, raw)
+        return 200, {"pod": name, "restartCount": int(raw)}
 
 
 def _replicas_from_object(body: Any, resource_version: int, default: int | None) -> int:

@@ -71,6 +71,8 @@ class VariantSpec:
     replicas: int
     gpus_per_replica: int
     engine: EngineConfig
+    # terminationGracePeriodSeconds of the pod template; Kubernetes' default.
+    termination_grace_period_s: int = 30
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,9 @@ def load_fleet(path: Path) -> FleetSpec:
                 replicas=int(item.get("replicas", 1)),
                 gpus_per_replica=int(item.get("gpus_per_replica", 1)),
                 engine=EngineConfig(**settings),
+                termination_grace_period_s=int(
+                    item.get("termination_grace_period_s", 30)
+                ),
             )
         )
     accelerators: dict[str, dict[str, Any]] = raw["accelerators"]
@@ -145,6 +150,8 @@ class Pod:
     gone_at: float | None = None
     annotations: dict[str, str] = field(default_factory=dict)
     resource_version: int = 0
+    restart_count: int = 0
+    crash_looping: bool = False
 
     def is_scheduled(self) -> bool:
         return self.node is not None
@@ -154,6 +161,7 @@ class Pod:
             self.ready_at is not None
             and self.ready_at <= now
             and self.deleted_at is None
+            and not self.crash_looping
         )
 
     def phase(self, now: float, startup_delay_s: float) -> str:
@@ -387,6 +395,16 @@ class Cluster:
                 pod.annotations.pop(key, None)
             else:
                 pod.annotations[key] = str(value)
+        pod.resource_version = self.next_revision()
+
+    def crash_loop(self, pod: Pod, restarts: int = 3) -> None:
+        """Put a pod in CrashLoopBackOff: not Ready, its requests lost, no traffic."""
+        if restarts < 1:
+            raise ValueError(f"restarts must be >= 1, got {restarts}")
+        deployment = self.deployments[pod.deployment]
+        deployment.lost += pod.engine.abort_all()
+        pod.crash_looping = True
+        pod.restart_count = restarts
         pod.resource_version = self.next_revision()
 
     def find_pod(self, name: str) -> Pod | None:

@@ -15,7 +15,6 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 CONTAINER_IMAGE = "vllm/vllm-openai:latest"
 CONTAINER_PORT = 8000
-TERMINATION_GRACE_S = 30
 
 
 class Clock:
@@ -91,7 +90,9 @@ def deployment_json(
                     "nodeSelector": {
                         GPU_PRODUCT_LABEL: cluster.fleet.node_labels[accelerator]
                     },
-                    "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
+                    "terminationGracePeriodSeconds": (
+                        deployment.variant.termination_grace_period_s
+                    ),
                 },
             },
         },
@@ -160,12 +161,13 @@ def pod_json(cluster: Cluster, pod: Pod, clock: Clock, port: int) -> dict[str, A
             }
         ],
     }
+    grace_s = deployment.variant.termination_grace_period_s
     if pod.deleted_at is not None:
         metadata["deletionTimestamp"] = clock.stamp(pod.deleted_at)
-        metadata["deletionGracePeriodSeconds"] = TERMINATION_GRACE_S
+        metadata["deletionGracePeriodSeconds"] = grace_s
     spec: dict[str, Any] = {
         "containers": [_container(cluster, deployment)],
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_S,
+        "terminationGracePeriodSeconds": grace_s,
     }
     if pod.node is not None:
         spec["nodeName"] = pod.node.name
@@ -199,7 +201,11 @@ def _pod_status(pod: Pod, phase: str, ready: bool, clock: Clock) -> dict[str, An
     started = clock.stamp(pod.scheduled_at)
     status.update(podIP="127.0.0.1", hostIP="127.0.0.1", startTime=started)
     state: dict[str, Any]
-    if phase == "Pending":
+    if pod.crash_looping:
+        restarts = pod.restart_count
+        message = f"back-off restarting failed container vllm ({restarts} restarts)"
+        state = {"waiting": {"reason": "CrashLoopBackOff", "message": message}}
+    elif phase == "Pending":
         state = {"waiting": {"reason": "ContainerCreating"}}
     else:
         state = {"running": {"startedAt": started}}
@@ -209,8 +215,8 @@ def _pod_status(pod: Pod, phase: str, ready: bool, clock: Clock) -> dict[str, An
             "image": CONTAINER_IMAGE,
             "imageID": "",
             "ready": ready,
-            "started": phase == "Running",
-            "restartCount": 0,
+            "started": phase == "Running" and not pod.crash_looping,
+            "restartCount": pod.restart_count,
             "state": state,
         }
     ]
@@ -273,6 +279,21 @@ def match_selector(labels: dict[str, str], selector: str) -> bool:
             if term[1:] in labels:
                 return False
         elif term not in labels:
+            return False
+    return True
+
+
+def match_node_field(node_name: str, selector: str) -> bool:
+    """Match a `spec.nodeName` field selector (`=`, `==` or `!=`); "" matches all.
+
+    Raises ValueError for any other field, which the emulator does not serve.
+    """
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        negate = "!=" in term
+        key, _, value = term.replace("!=", "=").replace("==", "=").partition("=")
+        if key.strip() != "spec.nodeName":
+            raise ValueError(f"field selector {term!r} is not supported")
+        if (node_name == value.strip()) == negate:
             return False
     return True
 

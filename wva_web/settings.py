@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "wva_web.catalog",
     "wva_web.control",
@@ -117,6 +118,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Catalogue, metric samples, control cycles and scale actions.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Serve the Redoc and Swagger UI scripts from static files, not a CDN.
+    "SWAGGERUI_DIST": "SIDECAR",
+    "SWAGGERUI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Celery: Redis when REDIS_URL is set, else a broker on the local disk.
@@ -182,3 +187,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("WVA_LOG_LEVEL", default="INFO")},
 }
+
+# Leader election between console instances acting on one cluster, through a
+# coordination.k8s.io Lease named wva-console-leader.
+WVA_LEADER_ELECTION = env.bool("WVA_LEADER_ELECTION", default=True)
+WVA_LEADER_NAMESPACE = env.str("WVA_LEADER_NAMESPACE", default="llm")
+# Lease duration in seconds; at least the cycle lock so a slow cycle keeps it.
+WVA_LEADER_LEASE_S = env.float(
+    "WVA_LEADER_LEASE_S", default=max(3 * WVA_CYCLE_PERIOD_S, WVA_CYCLE_LOCK_S)
+)

@@ -79,6 +79,9 @@ def run_cycle(kube: FakeKube) -> Callable[[FakeMetrics], Any]:
     """Run one cycle under the lock with the fake cluster and the given metrics."""
 
     def run(source: FakeMetrics, at: Any = NOW) -> Any:
+        # Scrapes and new pods carry the cycle's time, as in a live cluster.
+        source.at = at
+        kube.clock = at
         actuator = Actuator(apps=kube, core=kube, autoscaling=kube, dry_run=False)
         service = CycleService(metrics_source=source, actuator=actuator, clock=lambda: at)
         return service.run()

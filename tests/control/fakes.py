@@ -14,16 +14,22 @@ from typing import Any
 
 from kubernetes.client import (
     V1Container,
+    V1ContainerState,
+    V1ContainerStateWaiting,
+    V1ContainerStatus,
     V1Deployment,
     V1DeploymentSpec,
-    V2HorizontalPodAutoscaler,
     V1LabelSelector,
+    V1Node,
+    V1NodeStatus,
     V1ObjectMeta,
     V1Pod,
     V1PodCondition,
     V1PodSpec,
     V1PodStatus,
+    V1PodTemplateSpec,
     V1ResourceRequirements,
+    V2HorizontalPodAutoscaler,
     V1Scale,
     V1ScaleSpec,
     V2CrossVersionObjectReference,
@@ -34,6 +40,8 @@ from kubernetes.client.exceptions import ApiException
 from wva_web.integrations import metrics
 
 NOW = dt.datetime(2026, 1, 5, 12, 0, 0, tzinfo=dt.UTC)
+# Pods of a fixture exist from an hour before NOW unless a test says otherwise.
+STARTED = NOW - dt.timedelta(hours=1)
 
 
 @dataclass
@@ -44,31 +52,53 @@ class FakePod:
     terminating: bool = False
     annotations: dict[str, str] = field(default_factory=dict)
     uid: str = ""
+    created_at: dt.datetime = STARTED
+    restarts: int = 0
+    waiting_reason: str = ""
+    node: str = "node-1"
+    gpus: int = 1
 
     def as_v1(self, app: str, index: int) -> V1Pod:
         annotations = {"prometheus.io/port": str(9000 + index), **self.annotations}
+        waiting = (
+            V1ContainerStateWaiting(reason=self.waiting_reason)
+            if self.waiting_reason else None
+        )
         return V1Pod(
             metadata=V1ObjectMeta(
                 name=self.name,
                 uid=self.uid or f"uid-{self.name}",
                 labels={"app": app},
                 annotations=annotations,
+                creation_timestamp=self.created_at,
                 deletion_timestamp=NOW if self.terminating else None,
             ),
             spec=V1PodSpec(
                 containers=[
                     V1Container(
                         name="vllm",
-                        resources=V1ResourceRequirements(requests={"nvidia.com/gpu": "1"}),
+                        resources=V1ResourceRequirements(
+                            requests={"nvidia.com/gpu": str(self.gpus)}
+                        ),
                     )
                 ],
-                node_name=None if self.phase == "Pending" else "node-1",
+                node_name=None if self.phase == "Pending" else self.node,
             ),
             status=V1PodStatus(
                 phase=self.phase,
                 pod_ip=None if self.phase == "Pending" else "127.0.0.1",
                 conditions=[
                     V1PodCondition(type="Ready", status="True" if self.ready else "False")
+                ],
+                container_statuses=[
+                    V1ContainerStatus(
+                        name="vllm",
+                        image="vllm",
+                        image_id="",
+                        ready=self.ready,
+                        restart_count=self.restarts,
+                        state=V1ContainerState(waiting=waiting),
+                    )
                 ],
             ),
         )
@@ -78,6 +108,8 @@ class FakePod:
 class FakeWorkload:
     replicas: int
     pods: list[FakePod]
+    grace_period_s: int | None = 600
+    gpus_per_pod: int = 1
 
 
 class FakeKube:
@@ -87,12 +119,22 @@ class FakeKube:
         self.namespace = namespace
         self.workloads: dict[str, FakeWorkload] = {}
         self.hpas: dict[str, str] = {}
+        # GPU nodes as (name, nvidia.com/gpu.product label, allocatable GPUs).
+        self.nodes: list[tuple[str, str, int]] = []
+        # Creation time of the pods that a scale-up adds; tests move it along.
+        self.clock = NOW
         self.calls: list[tuple[str, ...]] = []
         # Status code raised by every call whose name is a key.
         self.failures: dict[str, int] = {}
 
-    def add(self, name: str, replicas: int, pods: Sequence[FakePod]) -> None:
-        self.workloads[name] = FakeWorkload(replicas, list(pods))
+    def add(
+        self,
+        name: str,
+        replicas: int,
+        pods: Sequence[FakePod],
+        grace_period_s: int | None = 600,
+    ) -> None:
+        self.workloads[name] = FakeWorkload(replicas, list(pods), grace_period_s)
 
     def _record(self, *call: str) -> None:
         self.calls.append(call)
@@ -111,7 +153,15 @@ class FakeKube:
             spec=V1DeploymentSpec(
                 replicas=self.workloads[name].replicas,
                 selector=V1LabelSelector(match_labels={"app": name}),
-                template={"metadata": {"labels": {"app": name}}},
+                template=V1PodTemplateSpec(
+                    metadata=V1ObjectMeta(labels={"app": name}),
+                    spec=V1PodSpec(
+                        containers=[V1Container(name="vllm")],
+                        termination_grace_period_seconds=self.workloads[
+                            name
+                        ].grace_period_s,
+                    ),
+                ),
             ),
         )
 
@@ -138,7 +188,12 @@ class FakeKube:
         """Add Pending pods, or remove the lowest deletion cost first."""
         live = [pod for pod in workload.pods if not pod.terminating]
         while len(live) < replicas:
-            pod = FakePod(f"{name}-new{len(workload.pods)}", phase="Pending", ready=False)
+            pod = FakePod(
+                f"{name}-new{len(workload.pods)}",
+                phase="Pending",
+                ready=False,
+                created_at=self.clock,
+            )
             workload.pods.append(pod)
             live.append(pod)
         while len(live) > replicas:
@@ -191,7 +246,16 @@ class FakeKube:
 
     def list_node(self, **_: Any) -> Any:
         self._record("list_node")
-        return _ItemList([])
+        nodes = [
+            V1Node(
+                metadata=V1ObjectMeta(
+                    name=name, labels={"nvidia.com/gpu.product": product}
+                ),
+                status=V1NodeStatus(allocatable={"nvidia.com/gpu": str(gpus)}),
+            )
+            for name, product, gpus in self.nodes
+        ]
+        return _ItemList(nodes)
 
     # AutoscalingV2Api.
 
@@ -226,6 +290,7 @@ def exposition(
     running: float | str | None = 0,
     kv_name: str = "vllm:kv_cache_usage_perc",
     old_kv: float | str | None = None,
+    generated: float = 100.0,
 ) -> str:
     """Prometheus text of one vLLM pod; None leaves a series out."""
     labels = '{model_name="m",engine="0"}'
@@ -242,7 +307,7 @@ def exposition(
     gauge("vllm:num_requests_waiting", waiting)
     gauge("vllm:num_requests_running", running)
     lines.append("# TYPE vllm:generation_tokens counter")
-    lines.append(f"vllm:generation_tokens_total{labels} 100.0")
+    lines.append(f"vllm:generation_tokens_total{labels} {generated}")
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,13 @@ It stores a ControlCycle row with MetricSample, Decision and
 AcceleratorSample rows. Proposals go through the action functions, so
 every state change writes its audit row.
 
+Policy-independent safety rules run around the analysis
+(`cycle_safety` flags replicas, `cycle_placement` moves scale-ups): the
+analysis reads one-minute peaks, crash-looping and silent replicas are
+not capacity, stuck queues neither trigger a scale-up nor allow a
+reduction without an approver, replicas Pending past the timeout move
+to another variant, and the GPU limiter keeps scale-ups within free GPUs.
+
 Actuation by mode: `auto` proposes and approves as the system (the
 approval queues the apply task), `approval` leaves the action pending, and
 `advisory` creates no action: the Decision row and
@@ -34,7 +41,15 @@ from optimizer import hpa as hpa_policy
 from optimizer import power as power_curves
 from optimizer import saturation
 from wva_web.catalog.models import Accelerator, InferenceModel, Variant
-from wva_web.control import actions, lock
+from wva_web.control import (
+    actions,
+    cycle_placement,
+    cycle_safety,
+    lock,
+    readback,
+    safety_actions,
+)
+from wva_web.control.cycle_view import VariantDecision, VariantView
 from wva_web.control.models import (
     AcceleratorSample,
     ActionState,
@@ -62,62 +77,6 @@ HPA_METRIC_FIELDS = {
 
 
 @dataclass
-class VariantView:
-    """Workload, pods and samples of one variant as one cycle read them."""
-
-    variant: Variant
-    current: int | None = None
-    pods: list[kube.PodInfo] = field(default_factory=list)
-    samples: dict[str, metrics.PodMetrics] = field(default_factory=dict)
-    hpa_name: str | None = None
-    kube_error: str = ""
-
-    @property
-    def live_pods(self) -> list[kube.PodInfo]:
-        """Pods that are not terminating: the only ones that count as capacity."""
-        return [pod for pod in self.pods if not pod.terminating]
-
-    @property
-    def ready_pods(self) -> list[kube.PodInfo]:
-        return [pod for pod in self.live_pods if pod.ready and pod.phase == "Running"]
-
-    @property
-    def pending_pods(self) -> list[kube.PodInfo]:
-        return [pod for pod in self.live_pods if not pod.ready]
-
-    def invalid_pods(self) -> list[str]:
-        """Ready pods whose KV-cache or queue sample is missing or invalid."""
-        names = []
-        for pod in self.ready_pods:
-            sample = self.samples.get(pod.name)
-            if sample is None or not sample.reporting:
-                names.append(pod.name)
-        return names
-
-    def kv_missing(self) -> bool:
-        for pod in self.ready_pods:
-            sample = self.samples.get(pod.name)
-            if sample is None or sample.field_status.get("kv_cache_usage") != "ok":
-                return True
-        return False
-
-
-@dataclass
-class VariantDecision:
-    """The outcome for one variant, before it is stored."""
-
-    target: int
-    reasons: list[str] = field(default_factory=list)
-    bound_by: str = ""
-    victim_pod: str = ""
-    message: str = ""
-    analysis: dict[str, Any] = field(default_factory=dict)
-    hpa_target: int | None = None
-    hpa_reasons: list[str] = field(default_factory=list)
-    hpa_history: list[list[Any]] = field(default_factory=list)
-
-
-@dataclass
 class CycleRun:
     """Working state of one cycle, written to the ControlCycle row at the end."""
 
@@ -129,6 +88,8 @@ class CycleRun:
     errors: list[dict[str, Any]] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     models: dict[str, Any] = field(default_factory=dict)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    free_gpus: dict[str, dict[str, int | None]] = field(default_factory=dict)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -252,11 +213,18 @@ class CycleService:
         try:
             view.current = self.actuator.read_replicas(variant)
             view.pods = self.actuator.list_pods(variant)
-            view.hpa_name = self.actuator.find_hpa(variant)
+            view.hpa_status = self.actuator.read_hpa_status(variant)
+            view.hpa_name = view.hpa_status.name if view.hpa_status else None
         except kube.ActuatorError as exc:
             logger.warning("reading variant %s failed: %s", variant.name, exc)
             view.kube_error = exc.reason
             run.error("collect", exc.reason, str(exc), variant=variant.name)
+            return view
+        try:
+            view.grace_period_s = self.actuator.read_grace_period(variant)
+        except kube.ActuatorError as exc:
+            # The grace period only feeds a warning, so the variant still scales.
+            logger.warning("reading the grace period of %s failed: %s", variant.name, exc)
         return view
 
     def _read_inventory(self, run: CycleRun) -> dict[str, kube.GpuCount] | None:
@@ -275,13 +243,21 @@ class CycleService:
         for view in run.views.values():
             by_model.setdefault(view.variant.model_id, []).append(view)
         desired = in_flight_targets()
+        rules = cycle_safety.SafetySettings.from_settings()
+        history = cycle_safety.read_history(run.views.values(), run.now, rules)
+        for view in run.views.values():
+            cycle_safety.inspect_view(view, history, run.now, rules)
+        free, run.free_gpus = cycle_placement.free_gpus(run.views.values(), run.inventory)
         for views in by_model.values():
             model = views[0].variant.model
             summary, decided = analyse_model_views(model, views, desired)
+            stuck_only = scale_up_only_from_stuck(model, views, desired, decided)
+            cycle_placement.place_model(views, decided, free, rules, stuck_only)
             run.models[model.name] = summary
             run.decisions.update(decided)
         for view in run.views.values():
             decision = run.decisions[view.variant.pk]
+            run.alerts.extend(cycle_safety.flag_view(view, decision))
             apply_holds(view, decision, run.now)
             self._hpa(run, view, decision)
 
@@ -305,7 +281,11 @@ class CycleService:
     # Store.
 
     def _store(self, run: CycleRun, status: str) -> dict[str, Any]:
-        inputs: dict[str, Any] = {"variants": {}, "inventory": inventory_json(run.inventory)}
+        inputs: dict[str, Any] = {
+            "variants": {},
+            "inventory": inventory_json(run.inventory),
+            "free_gpus": run.free_gpus,
+        }
         with transaction.atomic():
             for view in run.views.values():
                 inputs["variants"][view.variant.name] = variant_inputs(view)
@@ -360,6 +340,11 @@ class CycleService:
     # Propose and actuate.
 
     def _propose(self, run: CycleRun) -> None:
+        for view in run.views.values():
+            if view.timed_out and view.current is not None:
+                safety_actions.fail_unschedulable(
+                    view.variant, view.current, view.timed_out, run.now
+                )
         in_flight = in_flight_targets()
         for view in run.views.values():
             decision = run.decisions[view.variant.pk]
@@ -387,6 +372,12 @@ class CycleService:
         )
         decision.analysis["action_id"] = action.pk
         if variant.mode != Variant.Mode.AUTO or action.state != ActionState.PENDING:
+            return
+        if decision.needs_approval:
+            logger.warning(
+                "scale action %s of %s waits for an approver: %s",
+                action.pk, variant.name, decision.needs_approval,
+            )
             return
         try:
             actions.apply_action(action.pk, actuator=self.actuator)
@@ -441,10 +432,17 @@ def in_flight_targets() -> dict[int, int]:
     return targets
 
 
-def replica_samples(view: VariantView) -> tuple[saturation.ReplicaSample, ...]:
-    """Build one ReplicaSample per pod; a value that was not read as valid is None."""
+def replica_samples(
+    view: VariantView, excluded: frozenset[str] = frozenset()
+) -> tuple[saturation.ReplicaSample, ...]:
+    """Build one ReplicaSample per pod, with one-minute peaks of KV usage and queue.
+
+    A value that was not read as valid is None. Pods in `excluded` are left out.
+    """
     replicas = []
     for pod in view.pods:
+        if pod.name in excluded:
+            continue
         sample = view.samples.get(pod.name)
         values: dict[str, float | None] = dict.fromkeys(
             ("kv_cache_usage", "num_requests_waiting", "num_requests_running")
@@ -453,6 +451,7 @@ def replica_samples(view: VariantView) -> tuple[saturation.ReplicaSample, ...]:
             for name in values:
                 if sample.field_status.get(name) == metrics.OK:
                     values[name] = getattr(sample, name)
+            values.update(view.peaks.get(pod.name, {}))
         replicas.append(
             saturation.ReplicaSample(
                 pod.name,
@@ -467,17 +466,21 @@ def replica_samples(view: VariantView) -> tuple[saturation.ReplicaSample, ...]:
     return tuple(replicas)
 
 
-def variant_input(view: VariantView, desired: int | None) -> saturation.VariantInput:
+def variant_input(
+    view: VariantView, desired: int | None, extra_excluded: frozenset[str] = frozenset()
+) -> saturation.VariantInput:
+    """Build the `wva-v1` input; pods that are not capacity are left out."""
     variant = view.variant
     current = int(view.current or 0)
+    excluded = frozenset(view.not_capacity) | extra_excluded
     return saturation.VariantInput(
         name=variant.name,
         usd_per_replica_hour=variant.usd_per_replica_hour,
         current_replicas=current,
-        ready_replicas=len(view.ready_pods),
+        ready_replicas=sum(1 for pod in view.ready_pods if pod.name not in excluded),
         min_replicas=variant.min_replicas,
         max_replicas=variant.max_replicas,
-        replicas=replica_samples(view),
+        replicas=replica_samples(view, excluded),
         # Pending pods, plus replicas of spec.replicas without a pod object yet.
         pending_replicas=sum(1 for pod in view.live_pods if pod.pending)
         + max(0, current - len(view.live_pods)),
@@ -501,19 +504,26 @@ def hold(view: VariantView, reasons: list[str], bound_by: str, message: str = ""
 
 
 def analyse_model_views(
-    model: InferenceModel, views: list[VariantView], desired: dict[int, int]
+    model: InferenceModel,
+    views: list[VariantView],
+    desired: dict[int, int],
+    extra_excluded: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Any], dict[int, VariantDecision]]:
     """Run `wva-v1` over all variants of one model.
 
     When a variant's workload could not be read, the whole model holds:
-    its replica counts are unknown, so no decision can be balanced.
+    its replica counts are unknown, so no decision can be balanced. Pods in
+    `extra_excluded` are left out like pods that are not capacity.
     """
     failed = [view.variant.name for view in views if view.current is None]
     if failed:
         reasons = [f"kube_error:{name}" for name in failed]
         decided = {view.variant.pk: hold(view, reasons, "missing_data") for view in views}
         return {"reasons": reasons}, decided
-    inputs = tuple(variant_input(view, desired.get(view.variant.pk)) for view in views)
+    inputs = tuple(
+        variant_input(view, desired.get(view.variant.pk), extra_excluded)
+        for view in views
+    )
     analysis = saturation.analyse_model(inputs, saturation_config(model))
     summary = {
         "spare_kv": analysis.spare_kv,
@@ -535,6 +545,31 @@ def analyse_model_views(
             analysis={"model": summary},
         )
     return summary, decided
+
+
+def scale_up_only_from_stuck(
+    model: InferenceModel,
+    views: list[VariantView],
+    desired: dict[int, int],
+    decided: dict[int, VariantDecision],
+) -> bool:
+    """Tell whether the model's scale-up disappears without its stuck replicas.
+
+    New replicas do not drain queues that are stuck, so such a scale-up is
+    not proposed.
+    """
+    stuck = frozenset(name for view in views for name in view.stuck)
+    growing = any(
+        view.current is not None and decided[view.variant.pk].target > view.current
+        for view in views
+    )
+    if not stuck or not growing:
+        return False
+    _, without = analyse_model_views(model, views, desired, stuck)
+    return not any(
+        view.current is not None and without[view.variant.pk].target > view.current
+        for view in views
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -659,10 +694,23 @@ def variant_inputs(view: VariantView) -> dict[str, Any]:
                 "deletion_cost": pod.deletion_cost,
                 "sample": view.samples[pod.name].as_json()
                 if pod.name in view.samples else None,
+                "peak": view.peaks.get(pod.name),
+                "flags": pod_flags(view, pod.name),
             }
             for pod in view.pods
         ],
     }
+
+
+def pod_flags(view: VariantView, name: str) -> list[str]:
+    """Reason codes of the safety rules that flagged the pod."""
+    flags = {
+        cycle_safety.CRASH_LOOP: view.crash_looping,
+        cycle_safety.SILENT_REPLICA: view.silent,
+        cycle_safety.STUCK_QUEUE: view.stuck,
+        cycle_safety.UNSCHEDULABLE: view.timed_out,
+    }
+    return [code for code, names in flags.items() if name in names]
 
 
 def metric_sample(
@@ -693,11 +741,14 @@ def metric_sample(
 
 
 def condition(
-    kind: str, status: bool, reason: str, message: str, previous: list[dict[str, Any]],
-    now: datetime,
+    kind: str, status: bool | str, reason: str, message: str,
+    previous: list[dict[str, Any]], now: datetime,
 ) -> dict[str, Any]:
-    """Build an HPA-style condition that keeps `since` while status and reason stay."""
-    text = "True" if status else "False"
+    """Build an HPA-style condition that keeps `since` while status and reason stay.
+
+    `status` is a bool, or a string such as "Unknown" stored as it is.
+    """
+    text = status if isinstance(status, str) else ("True" if status else "False")
     since = now.isoformat()
     for old in previous:
         if old.get("type") == kind and old.get("status") == text and old.get("reason") == reason:
@@ -734,7 +785,11 @@ def scaling_conditions(
         able = (False, decision.bound_by, ", ".join(decision.reasons))
     else:
         able = (True, "ready", "")
-    caps = {"max_replicas": "capped_by_max", "min_replicas": "capped_by_min"}
+    caps = {
+        "max_replicas": "capped_by_max",
+        "min_replicas": "capped_by_min",
+        "gpu_budget": "gpu_budget",
+    }
     if decision.bound_by in caps:
         limited = (True, caps[decision.bound_by], decision.message)
     else:
@@ -757,6 +812,16 @@ def update_variant_state(
         condition("AbleToScale", *able, previous, run.now),
         condition("ScalingLimited", *limited, previous, run.now),
     ]
+    for extra in decision.conditions:
+        details = {
+            key: value for key, value in extra.items()
+            if key not in ("type", "status", "reason", "message")
+        }
+        item = condition(
+            extra["type"], extra["status"], extra["reason"], extra["message"],
+            previous, run.now,
+        )
+        conditions.append({**item, **details})
     samples = [
         view.samples[pod.name] for pod in view.ready_pods if pod.name in view.samples
     ]
@@ -772,7 +837,9 @@ def update_variant_state(
     state.pending_replicas = len(view.pending_pods)
     state.proposed_replicas = decision.target
     state.hpa_target_replicas = decision.hpa_target
+    previous_desired = state.desired_replicas
     state.desired_replicas = decision.target
+    readback.record_readback(state, previous_desired, view.hpa_status, run.now)
     state.mean_kv_cache_usage = sum(kv) / len(kv) if kv else None
     state.total_waiting = sum(w for w in waiting if w is not None) if waiting else None
     state.conditions = checked_json(conditions)
@@ -840,7 +907,7 @@ def cycle_outputs(run: CycleRun) -> dict[str, Any]:
             "hpa_recommendations": decision.hpa_history,
             "action_id": decision.analysis.get("action_id"),
         }
-    return {"models": run.models, "variants": variants}
+    return {"models": run.models, "variants": variants, "alerts": run.alerts}
 
 
 def move_to_advisory(view: VariantView, now: datetime) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import urllib3
@@ -23,6 +24,7 @@ from django.conf import settings
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.utils import parse_quantity
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,12 @@ GPU_RESOURCES = ("nvidia.com/gpu", "amd.com/gpu")
 PORT_ANNOTATION = "prometheus.io/port"
 PATH_ANNOTATION = "prometheus.io/path"
 TRANSIENT_STATUSES = frozenset({409, 429})
+# Gauge the console publishes for an HPA that actuates from it.
+DESIRED_METRIC = "wva_desired_replicas"
+# A pod that restarted this often and is not Ready counts as crash-looping.
+CRASH_RESTARTS = 3
+# Kubernetes sets terminationGracePeriodSeconds to 30 when a template omits it.
+DEFAULT_GRACE_PERIOD_S = 30
 
 T = TypeVar("T")
 
@@ -79,10 +87,19 @@ class PodInfo:
     deletion_cost: str | None
     node_name: str = ""
     waiting_reason: str = ""
+    restart_count: int = 0
+    created_at: datetime | None = None
 
     @property
     def pending(self) -> bool:
         return self.phase == "Pending"
+
+    @property
+    def crash_looping(self) -> bool:
+        """True in CrashLoopBackOff, or not Ready after CRASH_RESTARTS restarts."""
+        if self.waiting_reason == "CrashLoopBackOff":
+            return True
+        return self.restart_count >= CRASH_RESTARTS and not self.ready
 
 
 @dataclass(frozen=True)
@@ -95,6 +112,22 @@ class GpuCount:
     @property
     def free(self) -> int:
         return max(0, self.allocatable - self.requested)
+
+
+@dataclass(frozen=True)
+class HpaStatus:
+    """Status of the HPA that targets a variant's workload, as the API reports it.
+
+    `metric_value` is the current value of the external or object metric
+    `wva_desired_replicas` in the HPA's status, or None when the HPA does not
+    report that metric.
+    """
+
+    name: str
+    current_replicas: int | None
+    desired_replicas: int | None
+    metric_value: float | None
+    last_scale_time: datetime | None = None
 
 
 @dataclass
@@ -173,6 +206,14 @@ class Actuator:
             )
         return self._call(what, reader, variant.workload_name, variant.namespace)
 
+    def read_grace_period(self, variant: Workload) -> int:
+        """Return `terminationGracePeriodSeconds` of the workload's pod template."""
+        workload = self.read_workload(variant)
+        template = getattr(workload.spec, "template", None)
+        spec = getattr(template, "spec", None)
+        seconds = getattr(spec, "termination_grace_period_seconds", None)
+        return DEFAULT_GRACE_PERIOD_S if seconds is None else int(seconds)
+
     def read_replicas(self, variant: Workload) -> int:
         """Return `spec.replicas` of the variant's scale subresource."""
         what = f"read scale of {variant.namespace}/{variant.workload_name}"
@@ -208,6 +249,20 @@ class Actuator:
             ref = hpa.spec.scale_target_ref
             if ref.kind == variant.kind and ref.name == variant.workload_name:
                 return str(hpa.metadata.name)
+        return None
+
+    def read_hpa_status(self, variant: Workload) -> HpaStatus | None:
+        """Return the status of the HPA that targets the variant's workload, if any."""
+        what = f"list HPAs in {variant.namespace}"
+        hpas = self._call(
+            what,
+            self.autoscaling.list_namespaced_horizontal_pod_autoscaler,
+            variant.namespace,
+        )
+        for hpa in hpas.items:
+            ref = hpa.spec.scale_target_ref
+            if ref.kind == variant.kind and ref.name == variant.workload_name:
+                return hpa_status(hpa)
         return None
 
     def gpu_inventory(self, namespaces: Sequence[str] = ()) -> dict[str, GpuCount]:
@@ -363,6 +418,13 @@ def _waiting_reason(pod: Any) -> str:
     return ""
 
 
+def _restart_count(pod: Any) -> int:
+    return max(
+        (int(status.restart_count or 0) for status in pod.status.container_statuses or []),
+        default=0,
+    )
+
+
 def pod_info(pod: Any) -> PodInfo:
     """Convert a V1Pod into the fields the cycle uses."""
     annotations = pod.metadata.annotations or {}
@@ -379,7 +441,46 @@ def pod_info(pod: Any) -> PodInfo:
         deletion_cost=annotations.get(DELETION_COST),
         node_name=str(pod.spec.node_name or "") if pod.spec is not None else "",
         waiting_reason=_waiting_reason(pod),
+        restart_count=_restart_count(pod),
+        created_at=pod.metadata.creation_timestamp,
     )
+
+
+def hpa_status(hpa: Any) -> HpaStatus:
+    """Convert a V2HorizontalPodAutoscaler into the fields the console shows."""
+    status = hpa.status
+    current = getattr(status, "current_replicas", None)
+    desired = getattr(status, "desired_replicas", None)
+    return HpaStatus(
+        name=str(hpa.metadata.name),
+        current_replicas=None if current is None else int(current),
+        desired_replicas=None if desired is None else int(desired),
+        metric_value=_desired_metric_value(status, current),
+        last_scale_time=getattr(status, "last_scale_time", None),
+    )
+
+
+def _desired_metric_value(status: Any, current: int | None) -> float | None:
+    """Return the HPA's current value of `wva_desired_replicas`, or None."""
+    for metric in getattr(status, "current_metrics", None) or []:
+        source = metric.external if metric.type == "External" else None
+        if metric.type == "Object":
+            source = metric.object
+        if source is None or source.metric is None:
+            continue
+        if source.metric.name != DESIRED_METRIC or source.current is None:
+            continue
+        if source.current.value is not None:
+            return float(parse_quantity(source.current.value))
+        if source.current.average_value is not None and current:
+            # An AverageValue target reports the value divided by the replicas.
+            return float(parse_quantity(source.current.average_value)) * current
+    return None
+
+
+def new_api_client() -> k8s.ApiClient:
+    """Build an ApiClient from WVA_KUBECONFIG, or in-cluster config when empty."""
+    return _api_client()
 
 
 def _api_client() -> k8s.ApiClient:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -124,6 +124,35 @@ class MetricsSource(Protocol):
     """Anything that returns one PodMetrics per target, keyed by pod name."""
 
     def scrape(self, targets: Sequence[ScrapeTarget]) -> dict[str, PodMetrics]: ...
+
+
+# Gauges that the saturation analysis reads as their one-minute peak.
+PEAK_FIELDS = ("kv_cache_usage", "num_requests_waiting")
+PEAK_WINDOW_S = 60.0
+
+
+def one_minute_peak(
+    sample: PodMetrics, earlier: Iterable[Mapping[str, float | None]]
+) -> dict[str, float | None]:
+    """Return the max of each PEAK_FIELDS gauge over this scrape and earlier ones.
+
+    `earlier` holds the pod's stored values from the last PEAK_WINDOW_S
+    seconds, with None where a value was not valid. A field that is not
+    valid in this scrape stays None: history never fills a missing sample.
+    """
+    peaks: dict[str, float | None] = {}
+    for name in PEAK_FIELDS:
+        current = getattr(sample, name)
+        if sample.field_status.get(name) != OK or current is None:
+            peaks[name] = None
+            continue
+        values = [current]
+        for row in earlier:
+            value = row.get(name)
+            if value is not None and math.isfinite(value):
+                values.append(value)
+        peaks[name] = max(values)
+    return peaks
 
 
 def failed_sample(pod: str, at: datetime, error_kind: str, detail: str) -> PodMetrics:
