@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from wva_web.control.models import ControlCycle, CycleStatus, VariantState
+from wva_web.integrations import leader
 
 LABELS = ["variant_name", "namespace", "accelerator_type", "controller_instance"]
 ERROR_STATUSES = [
@@ -34,10 +35,27 @@ class ConsoleCollector(Collector):
     """Replica gauges per variant and the health of the control cycles."""
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._replicas()
+        read_only = leader.read_only_holder(leader.recorded()) is not None
+        yield from self._replicas(publish_desired=not read_only)
         yield from self._cycles()
+        yield self._read_only(read_only)
 
-    def _replicas(self) -> Iterator[Metric]:
+    def _read_only(self, read_only: bool) -> Metric:
+        gauge = GaugeMetricFamily(
+            "wva_read_only",
+            "1 when another console instance leads the cluster or the leader "
+            "Lease is not available, else 0",
+            labels=["controller_instance"],
+        )
+        gauge.add_metric([settings.WVA_INSTANCE], 1.0 if read_only else 0.0)
+        return gauge
+
+    def _replicas(self, publish_desired: bool) -> Iterator[Metric]:
+        """Replica gauges; a read-only instance publishes no desired count.
+
+        An HPA that sums or averages `wva_desired_replicas` over instances
+        would otherwise count the standby's stale value too.
+        """
         desired = GaugeMetricFamily(
             "wva_desired_replicas",
             "Replica count the console publishes for each variant",
@@ -59,7 +77,7 @@ class ConsoleCollector(Collector):
                 variant.accelerator.name,
                 settings.WVA_INSTANCE,
             ]
-            if state.desired_replicas is not None:
+            if publish_desired and state.desired_replicas is not None:
                 desired.add_metric(labels, state.desired_replicas)
             if state.current_replicas is not None:
                 current.add_metric(labels, state.current_replicas)

@@ -228,6 +228,10 @@ class CycleLock(models.Model):
     name = models.CharField(max_length=64, primary_key=True)
     holder = models.CharField(max_length=128, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # The `cluster-leader` row uses these two: why this instance leads or is
+    # read-only, and when the leader Lease was last checked.
+    detail = models.CharField(max_length=255, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
 
 
 class VariantState(models.Model):
@@ -245,6 +249,16 @@ class VariantState(models.Model):
     hpa_target_replicas = models.PositiveIntegerField(null=True, blank=True)
     # Published desired replicas, exported on /metrics as wva_desired_replicas.
     desired_replicas = models.PositiveIntegerField(null=True, blank=True)
+    # When the present `desired_replicas` value was first published.
+    desired_published_at = models.DateTimeField(null=True, blank=True)
+    # Read back from the live HPA that targets the workload, if there is one:
+    # its name, status.currentReplicas, status.desiredReplicas, its current
+    # value of wva_desired_replicas (null when it reports none), and when.
+    hpa_name = models.CharField(max_length=253, blank=True)
+    hpa_current_replicas = models.PositiveIntegerField(null=True, blank=True)
+    hpa_desired_replicas = models.PositiveIntegerField(null=True, blank=True)
+    hpa_metric_value = models.FloatField(null=True, blank=True)
+    hpa_read_at = models.DateTimeField(null=True, blank=True)
     mean_kv_cache_usage = models.FloatField(null=True, blank=True)
     total_waiting = models.FloatField(null=True, blank=True)
     # HPA-style conditions: [{"type", "status", "reason", "message", "since"}].

@@ -9,6 +9,8 @@ from django.conf import settings
 
 from wva_web.control import actions
 from wva_web.control.cycle import run_cycle
+from wva_web.control.models import ScaleAction
+from wva_web.integrations import leader
 from wva_web.integrations.kube import TransientActuatorError
 
 logger = logging.getLogger(__name__)
@@ -25,7 +27,22 @@ APPLY_BACKOFF_MAX_S = 60
     time_limit=settings.WVA_CYCLE_HARD_LIMIT_S,
 )
 def run_control_cycle() -> int | None:
-    """Run one control cycle; return its id, or None when another cycle runs."""
+    """Run one control cycle if this instance leads the cluster; return its id.
+
+    Returns None when another instance holds the leader Lease, when the
+    Lease is not available, or when another cycle of this instance holds
+    the cycle lock.
+    """
+    leadership = leader.elect()
+    if not leadership.is_leader:
+        logger.info(
+            "control cycle skipped: instance %s is read-only for this cluster "
+            "(%s): %s",
+            settings.WVA_INSTANCE,
+            leadership.reason,
+            leadership.detail,
+        )
+        return None
     cycle = run_cycle()
     if cycle is None:
         logger.info("control cycle task skipped: the cycle lock is held")
@@ -47,8 +64,22 @@ def run_control_cycle() -> int | None:
 def apply_scale_action(self: object, action_id: int) -> str:
     """Apply one approved scale action; return the state it ended in.
 
-    `apply_action` re-reads the action and the live replica count, so a
+    Only the instance that leads the cluster applies; elsewhere the action
+    keeps its state. `apply_action` re-reads the action and the live replica count, so a
     task that runs late or twice changes nothing.
     """
+    leadership = leader.elect()
+    if not leadership.is_leader:
+        # NOTE: the action stays approved; nothing queues it again by itself.
+        logger.warning(
+            "scale action %s not applied: instance %s is read-only for this "
+            "cluster (%s): %s",
+            action_id,
+            settings.WVA_INSTANCE,
+            leadership.reason,
+            leadership.detail,
+        )
+        state = ScaleAction.objects.filter(pk=action_id).values_list("state", flat=True)
+        return str(state.first() or "")
     action = actions.apply_action(action_id)
     return str(action.state)

@@ -14,6 +14,8 @@ from django.utils import timezone
 
 from wva_web.catalog.models import Variant
 from wva_web.control.models import Decision, VariantState
+from wva_web.integrations import leader
+from wva_web.integrations.kube import DESIRED_METRIC
 
 # Grace period suggested for replicas that may hold long generations.
 SUGGESTED_GRACE_PERIOD_S = 300
@@ -152,6 +154,38 @@ def bound_text(variant: Variant, decision: Decision) -> str:
     return text
 
 
+def count_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def published_line(state: VariantState | None) -> StatusLine | None:
+    """Compare the published desired count with what the actuating HPA reads.
+
+    Example: "Published desired 5 at 12:01; the HPA still sees 4". No line
+    appears while the HPA reads the published value.
+    NOTE: the console serves its gauge for direct scraping and reads no
+    metrics backend back, so the line cannot tell whether the backend or the
+    HPA lags.
+    """
+    if state is None or not state.hpa_name or state.desired_replicas is None:
+        return None
+    desired = state.desired_replicas
+    at = hhmm(state.desired_published_at)
+    head = f"Published desired {desired}" + (f" at {at}" if at else "")
+    seen = state.hpa_metric_value
+    if seen is None:
+        wants = unknown_or(state.hpa_desired_replicas)
+        text = (
+            f"{head}; HPA {state.hpa_name} reports no {DESIRED_METRIC} metric "
+            f"and wants {wants} replicas"
+        )
+        return StatusLine("warning", text, "hpa_metric_missing")
+    if abs(seen - desired) < 1e-9:
+        return None
+    text = f"{head}; the HPA still sees {count_text(seen)}"
+    return StatusLine("warning", text, "desired_not_seen")
+
+
 def kv_missing_line(state: VariantState | None) -> StatusLine | None:
     if state is None or not state.missing_kv_cycles:
         return None
@@ -205,6 +239,7 @@ def status_lines(
     candidates = [
         degraded_line(state, samples_total, samples_bad),
         able_line(state),
+        published_line(state),
         limited_line(variant, state, decision),
         kv_missing_line(state),
         grace_line(state),
@@ -216,3 +251,27 @@ def status_lines(
 def unknown_or(value: object) -> str:
     """Show a missing count as "unknown", never as 0."""
     return "unknown" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class ReadOnlyBanner:
+    """The reason this console instance does not act on the cluster, for every page."""
+
+    holder: str
+    detail: str
+    checked_at: dt.datetime | None
+
+    @property
+    def text(self) -> str:
+        if self.holder:
+            return f"Read-only: instance {self.holder} leads this cluster"
+        return "Read-only: no instance is known to lead this cluster"
+
+
+def read_only_banner() -> ReadOnlyBanner | None:
+    """Return the banner when the last leader election left this instance read-only."""
+    row = leader.recorded()
+    holder = leader.read_only_holder(row)
+    if row is None or holder is None:
+        return None
+    return ReadOnlyBanner(holder=holder, detail=row.detail, checked_at=row.checked_at)
