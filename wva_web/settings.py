@@ -77,9 +77,13 @@ DATABASES = {
     ),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Celery worker, beat and web share one SQLite file: wait for locks
-    # instead of failing at once.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Celery worker, beat and web share one SQLite file: wait up to 20 s for
+    # a lock, and take the write lock when a transaction begins, so that two
+    # writers queue instead of one failing with "database is locked" when
+    # it upgrades a read lock.
+    options = DATABASES["default"].setdefault("OPTIONS", {})
+    options["timeout"] = 20
+    options["transaction_mode"] = "IMMEDIATE"
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -177,6 +181,14 @@ WVA_GPU_LIMITER = env.bool("WVA_GPU_LIMITER", default=True)
 WVA_STALE_AFTER_S = env.float("WVA_STALE_AFTER_S", default=300.0)
 # Waiting requests with nothing running and no new tokens for this long are stuck.
 WVA_STUCK_QUEUE_S = env.float("WVA_STUCK_QUEUE_S", default=300.0)
+# After an approver rejects a proposal of the control cycle, the cycle proposes
+# no change in the same direction for that variant for this many seconds.
+WVA_REJECT_COOLDOWN_S = env.float("WVA_REJECT_COOLDOWN_S", default=600.0)
+# After a scale-up fails as unschedulable, its variant takes no scale-up for
+# this many seconds; the next-cheapest variant gets the replica.
+WVA_UNSCHEDULABLE_COOLDOWN_S = env.float(
+    "WVA_UNSCHEDULABLE_COOLDOWN_S", default=600.0
+)
 
 LOGGING = {
     "version": 1,
