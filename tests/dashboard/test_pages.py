@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import plotly
 import pytest
 from django.test import Client
 
@@ -69,7 +70,8 @@ def test_overview_counts_pending_actions(world: World) -> None:
 def test_overview_embeds_chart_without_plotly_library(world: World) -> None:
     body = world.client("viewer_a").get("/").content.decode()
     assert 'id="chart-accelerators"' in body
-    assert '<script src="/vendor/plotly.min.js"></script>' in body
+    script = f'<script src="/vendor/plotly.min.js?v={plotly.__version__}"></script>'
+    assert script in body
     assert "Copyright 2012" not in body
 
 

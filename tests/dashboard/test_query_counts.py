@@ -10,12 +10,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.dashboard.conftest import World, make_action, make_sample, make_variant
-from wva_web.control.models import ActionState, Decision, VariantState
+from wva_web.control.models import ActionState, AuditLog, Decision, VariantState
 
 # Session, user and the page's sections: 3 (CSV) to 11 (variant page) queries
 # with twelve variants; one query per row would add at least 12.
 MAX_QUERIES = 12
-LIST_URLS = ["/", "/variants/", "/actions/", "/cycles/", "/live.json"]
+LIST_URLS = ["/", "/variants/", "/actions/", "/cycles/", "/audit/", "/live.json"]
 
 MaxQueries = Callable[[int], AbstractContextManager[object]]
 
@@ -41,7 +41,15 @@ def add_rows(world: World, count: int, prefix: str = "extra") -> None:
             current_replicas=1,
             degraded=True,
         )
-        make_action(variant, 1, 2, requested_by=world.users["operator_a"])
+        requested = make_action(variant, 1, 2, requested_by=world.users["operator_a"])
+        AuditLog.objects.create(
+            at=world.now,
+            actor=world.users["operator_a"],
+            verb="propose",
+            object_type="scale_action",
+            object_id=str(requested.pk),
+            after={"state": "pending", "to_replicas": 2},
+        )
         make_action(
             variant,
             1,

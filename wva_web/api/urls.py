@@ -1,7 +1,8 @@
-"""Routes of the REST API, its OpenAPI schema and the schema browser."""
+"""Routes of the REST API, its OpenAPI schema, the schema browser and tokens."""
 
 from django.urls import URLPattern, URLResolver, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
+from rest_framework.authtoken.views import obtain_auth_token
 from rest_framework.routers import DefaultRouter
 
 from wva_web.api import views
@@ -20,8 +21,9 @@ router.register("audit-log", views.AuditLogViewSet, basename="audit-log")
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    # NOTE: Redoc loads its script from a CDN, so the page needs internet
-    # access in the browser. The schema itself and the browsable API do not.
+    # Redoc's script comes from drf-spectacular-sidecar's static files.
     path("docs/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-docs"),
+    # POST username and password (form or JSON) to get the user's API token.
+    path("auth/token/", obtain_auth_token, name="api-token"),
     *router.urls,
 ]

@@ -139,11 +139,22 @@ class ScaleActionViewSet(
 
     serializer_class = serializers.ScaleActionSerializer
     filterset_class = filters.ScaleActionFilter
+    permission_classes = [
+        *viewsets.GenericViewSet.permission_classes,
+        permissions.ScaleActionRole,
+    ]
 
     def get_queryset(self) -> QuerySet:
         return access.visible_actions(self.request.user).select_related(
-            "variant__accelerator", "requested_by", "decided_by"
+            "variant__accelerator", "variant__model__team", "requested_by", "decided_by"
         )
+
+    def check_decider(self) -> None:
+        """Return 404 for an action the user cannot see and 403 without the role.
+
+        Runs before the body is validated, so a viewer gets 403 for any body.
+        """
+        self.get_object()
 
     def get_serializer_class(self) -> type[BaseSerializer]:
         if self.action == "create":
@@ -180,6 +191,7 @@ class ScaleActionViewSet(
     @extend_schema(request=None, responses={200: serializers.ScaleActionSerializer})
     @action(detail=True, methods=["post"])
     def approve(self, request: Request, pk: str | None = None) -> Response:
+        self.check_decider()
         return self._respond(
             call_action(actions.approve_action, _action_id(pk), request.user)
         )
@@ -190,6 +202,7 @@ class ScaleActionViewSet(
     )
     @action(detail=True, methods=["post"])
     def reject(self, request: Request, pk: str | None = None) -> Response:
+        self.check_decider()
         payload = serializers.RejectSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         message = payload.validated_data.get("message", "")
@@ -204,6 +217,7 @@ class ScaleActionViewSet(
     )
     @action(detail=True, methods=["post"])
     def override(self, request: Request, pk: str | None = None) -> Response:
+        self.check_decider()
         payload = serializers.OverrideSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data

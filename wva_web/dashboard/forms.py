@@ -1,31 +1,57 @@
-"""Forms of the pages: override, reject and manual scale requests."""
+"""Forms of the pages: override, reject and manual scale requests.
+
+Their limits come from the API's serializers, so a value the page accepts is
+one the API accepts too. The override form takes minutes where the API takes
+seconds.
+"""
 
 from __future__ import annotations
 
 from django import forms
 
-# An override pins a variant for at most one week.
-MAX_PIN_MINUTES = 7 * 24 * 60
+from wva_web.api.serializers import (
+    ManualActionSerializer,
+    OverrideSerializer,
+    RejectSerializer,
+)
+
+
+def field_limit(serializer: type, field: str, limit: str) -> int:
+    """Return a limit (max_length, min_value, max_value) of a serializer field."""
+    value = getattr(serializer().fields[field], limit)
+    if value is None:
+        raise ValueError(f"{serializer.__name__}.{field} sets no {limit}")
+    return int(value)
+
+
+REJECT_MAX_LENGTH = field_limit(RejectSerializer, "message", "max_length")
+MIN_REPLICAS = field_limit(OverrideSerializer, "replicas", "min_value")
+MANUAL_MIN_REPLICAS = field_limit(ManualActionSerializer, "to_replicas", "min_value")
+# Whole minutes that fit into the API's duration_s limit (one week).
+MAX_PIN_MINUTES = field_limit(OverrideSerializer, "duration_s", "max_value") // 60
 
 
 class OverrideForm(forms.Form):
-    replicas = forms.IntegerField(min_value=0, label="Replicas")
+    replicas = forms.IntegerField(min_value=MIN_REPLICAS, label="Replicas")
     duration_min = forms.IntegerField(
         min_value=1,
         max_value=MAX_PIN_MINUTES,
         required=False,
         label="Pin for (minutes)",
-        help_text="Empty: until the next decision.",
+        help_text="Empty: not pinned, the next control cycle plans from this count.",
     )
 
     def duration_s(self) -> float | None:
+        """Return the pin duration in seconds, the API's unit, or None."""
         minutes = self.cleaned_data.get("duration_min")
         return None if minutes is None else float(minutes * 60)
 
 
 class RejectForm(forms.Form):
-    message = forms.CharField(max_length=500, required=False, label="Reason")
+    message = forms.CharField(
+        max_length=REJECT_MAX_LENGTH, required=False, label="Reason"
+    )
 
 
 class ManualScaleForm(forms.Form):
-    to_replicas = forms.IntegerField(min_value=0, label="Replicas")
+    to_replicas = forms.IntegerField(min_value=MANUAL_MIN_REPLICAS, label="Replicas")

@@ -15,13 +15,16 @@ from typing import Any, TypeAlias
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.urls import reverse
 from django.utils import timezone
 
 from wva_web.catalog import access
 from wva_web.catalog.models import ROLE_RANK, Accelerator, Membership, Role, Variant
+from wva_web.dashboard import charts
 from wva_web.control.models import (
     AcceleratorSample,
     ActionState,
+    AuditLog,
     ControlCycle,
     CycleStatus,
     Decision,
@@ -40,6 +43,7 @@ ALERT_AFTER_CYCLES = 3
 FAILING_STATUSES = (CycleStatus.METRICS_UNAVAILABLE, CycleStatus.FAILED)
 HISTORY_LIMIT = 200
 CYCLES_PER_PAGE = 50
+AUDIT_PER_PAGE = 50
 
 
 # Roles ---------------------------------------------------------------------
@@ -123,6 +127,11 @@ class AcceleratorCard:
     accelerator: Accelerator
     latest: AcceleratorSample | None
 
+    @property
+    def colour(self) -> str:
+        """The accelerator's colour in the charts, e.g. "#1f77b4"."""
+        return charts.accelerator_colour(self.accelerator.name)
+
 
 def accelerator_samples(since: dt.datetime) -> list[AcceleratorSample]:
     return list(
@@ -133,13 +142,20 @@ def accelerator_samples(since: dt.datetime) -> list[AcceleratorSample]:
 
 
 def accelerator_cards(samples: list[AcceleratorSample]) -> list[AcceleratorCard]:
-    """Build one card per accelerator with its newest sample of the window."""
+    """Build one card per accelerator with its newest sample of the window.
+
+    Only accelerators that some variant uses, or that have a sample in the
+    window, get a card: the catalogue lists GPU types no variant runs on.
+    """
     latest: dict[int, AcceleratorSample] = {}
     for sample in samples:
         latest[sample.accelerator_id] = sample
+    used = Accelerator.objects.filter(
+        Q(pk__in=Variant.objects.values("accelerator_id")) | Q(pk__in=list(latest))
+    )
     return [
         AcceleratorCard(accelerator=acc, latest=latest.get(acc.pk))
-        for acc in Accelerator.objects.order_by("name")
+        for acc in used.order_by("name")
     ]
 
 
@@ -347,6 +363,69 @@ def visible_errors(user: User, cycle: ControlCycle) -> list[str]:
     )
     hidden_names -= visible_models
     return [t for t in texts if not any(name in t for name in hidden_names)]
+
+
+# Audit -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field of an audited row: its name and its value before and after."""
+
+    name: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """An audit row, its changed fields, and a label and page link of its object.
+
+    `created` is True when the row has no before values, as for a proposal.
+    """
+
+    row: AuditLog
+    changes: list[FieldChange]
+    created: bool
+    label: str
+    link: str
+
+
+def audit_object(row: AuditLog) -> tuple[str, str]:
+    """Return a label and a page link (or "") for the object an audit row names."""
+    kind, key = row.object_type, row.object_id
+    if kind == "variant" and key.isdigit():
+        return f"variant {key}", reverse("dashboard:variant-detail", args=[int(key)])
+    if kind == "scale_action":
+        return f"scale action {key}", f"{reverse('dashboard:actions')}#action-{key}"
+    return f"{kind.replace('_', ' ')} {key}", ""
+
+
+def audit_entry(row: AuditLog) -> AuditEntry:
+    """Pair an audit row with the fields whose value changed.
+
+    A row that created something (empty `before`) lists the fields of `after`
+    that have a value, each with a missing before value (None).
+    """
+    before = row.before if isinstance(row.before, dict) else {}
+    after = row.after if isinstance(row.after, dict) else {}
+    if not before:
+        changes = [
+            FieldChange(name, None, value)
+            for name, value in after.items()
+            if value not in (None, "")
+        ]
+    else:
+        names = list(after) + [name for name in before if name not in after]
+        changes = [
+            FieldChange(name, before.get(name), after.get(name))
+            for name in names
+            if before.get(name) != after.get(name)
+        ]
+    label, link = audit_object(row)
+    return AuditEntry(
+        row=row, changes=changes, created=not before, label=label, link=link
+    )
 
 
 def now() -> dt.datetime:

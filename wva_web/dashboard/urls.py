@@ -17,7 +17,9 @@ urlpatterns: list[URLPattern] = [
     path("actions/<int:pk>/approve/", views.action_approve, name="action-approve"),
     path("actions/<int:pk>/reject/", views.action_reject, name="action-reject"),
     path("actions/<int:pk>/override/", views.action_override, name="action-override"),
+    path("audit/", views.audit_list, name="audit"),
     path("cycles/", views.cycle_list, name="cycles"),
     path("cycles/<int:pk>/", views.cycle_detail, name="cycle-detail"),
     path("vendor/plotly.min.js", views.plotly_js, name="plotly-js"),
+    path("favicon.ico", views.favicon, name="favicon"),
 ]

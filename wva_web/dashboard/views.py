@@ -10,16 +10,21 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.contrib.staticfiles import finders
 from django.core.paginator import Paginator
 from django.http import (
     FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
+    HttpResponseBase,
+    HttpResponseNotModified,
     HttpResponseRedirect,
     JsonResponse,
     StreamingHttpResponse,
@@ -32,7 +37,7 @@ from wva_web.catalog import access
 from wva_web.catalog.models import Role
 from wva_web.control import actions
 from wva_web.control.models import ScaleAction
-from wva_web.dashboard import charts, queries, status, vendor
+from wva_web.dashboard import charts, forms, queries, status, vendor
 from wva_web.dashboard.forms import ManualScaleForm, OverrideForm, RejectForm
 
 logger = logging.getLogger(__name__)
@@ -225,6 +230,8 @@ def action_list(request: HttpRequest) -> HttpResponse:
         pending=cards,
         history=queries.action_history(request.user),
         history_limit=queries.HISTORY_LIMIT,
+        reject_max_length=forms.REJECT_MAX_LENGTH,
+        max_pin_minutes=forms.MAX_PIN_MINUTES,
     )
     return render(request, "dashboard/action_list.html", context)
 
@@ -405,15 +412,83 @@ def cycle_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "dashboard/cycle_detail.html", context)
 
 
-# Vendored files --------------------------------------------------------------
+# Audit -----------------------------------------------------------------------
 
 
 @require_GET
-def plotly_js(request: HttpRequest) -> FileResponse:
-    """Serve plotly.js (MIT licence) from the installed plotly package."""
+def audit_list(request: HttpRequest) -> HttpResponse:
+    """List who changed what and when, with the values before and after."""
+    rows = access.visible_audit(request.user).select_related("actor").order_by(
+        "-at", "-id"
+    )
+    page = Paginator(rows, queries.AUDIT_PER_PAGE).get_page(request.GET.get("page"))
+    entries = [queries.audit_entry(row) for row in page]
+    return render(
+        request,
+        "dashboard/audit_list.html",
+        page_context(request, page=page, entries=entries),
+    )
+
+
+# Vendored files --------------------------------------------------------------
+
+
+# A year: the URL carries plotly's version, so a new version gets a new URL.
+VENDOR_MAX_AGE_S = 365 * 24 * 3600
+
+
+@require_GET
+def plotly_js(request: HttpRequest) -> HttpResponseBase:
+    """Serve plotly.js (MIT licence) from the installed plotly package.
+
+    The response is cached for a year and sent gzip-compressed to browsers
+    that accept it. A matching If-None-Match gets 304 without a body.
+    """
+    etag = f'"plotly-{vendor.plotly_version()}"'
+    headers = {
+        "Cache-Control": f"public, max-age={VENDOR_MAX_AGE_S}, immutable",
+        "ETag": etag,
+        "Vary": "Accept-Encoding",
+    }
+    if etag in request.headers.get("If-None-Match", ""):
+        return HttpResponseNotModified(headers=headers)
+    if accepts_gzip(request):
+        response: HttpResponseBase = HttpResponse(
+            vendor.plotly_js_gzip(), content_type="text/javascript", headers=headers
+        )
+        response["Content-Encoding"] = "gzip"
+        return response
     response = FileResponse(
         vendor.plotly_js_path().open("rb"), content_type="text/javascript"
     )
-    response["Cache-Control"] = "private, max-age=86400"
-    response["ETag"] = f'"plotly-{vendor.plotly_version()}"'
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+def accepts_gzip(request: HttpRequest) -> bool:
+    """Tell whether Accept-Encoding lists gzip with a quality above 0."""
+    for part in request.headers.get("Accept-Encoding", "").split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() != "gzip":
+            continue
+        quality = params.replace(" ", "").removeprefix("q=")
+        try:
+            return not params or float(quality) > 0
+        except ValueError:
+            return False
+    return False
+
+
+@login_not_required
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Serve the console's icon at /favicon.ico, where browsers look by default."""
+    body = finders.find("favicon.svg")
+    if body is None:
+        return HttpResponse(status=204)
+    response = HttpResponse(
+        Path(body).read_bytes(), content_type="image/svg+xml"
+    )
+    response["Cache-Control"] = "public, max-age=86400"
     return response

@@ -1,8 +1,16 @@
-"""Template filters of the pages: counts, fractions, money and power."""
+"""Template filters of the pages: counts, fractions, money, power and times."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+
 from django import template
+from django.urls import reverse
+from django.utils import timezone
+
+from wva_web.control.models import ScaleAction
+from wva_web.dashboard import reasons, vendor
 
 register = template.Library()
 
@@ -63,3 +71,81 @@ def number(value: object) -> str:
 @register.filter
 def get(mapping: dict[str, object], key: str) -> object:
     return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+@register.simple_tag
+def plotly_js_url() -> str:
+    """Return the URL of plotly.js with its version, so caches see a new version."""
+    return f"{reverse('dashboard:plotly-js')}?v={vendor.plotly_version()}"
+
+
+# The one format of timestamps on the pages, in the console's time zone (UTC
+# by default): seconds, no microseconds, no offset.
+STAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+ISO_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
+)
+
+
+@register.filter
+def stamp(value: object) -> str:
+    """Format a datetime or an ISO 8601 string as "2026-12-04 16:11:10"; None is ""."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if not isinstance(value, dt.datetime):
+        return ""
+    if timezone.is_aware(value):
+        value = timezone.localtime(value)
+    return value.strftime(STAMP_FORMAT)
+
+
+@register.filter
+def stamps_in(text: object) -> str:
+    """Reformat every ISO 8601 timestamp inside a message with `stamp`."""
+    if not isinstance(text, str):
+        return "" if text is None else str(text)
+    return ISO_DATETIME.sub(lambda match: stamp(match.group(0)), text)
+
+
+@register.filter
+def audit_value(value: object) -> str:
+    """Show one audited value: None as "none", "" as "empty", times with `stamp`."""
+    if value is None:
+        return "none"
+    if value == "":
+        return "empty"
+    return stamps_in(value)
+
+
+@register.filter
+def reason_text(code: object) -> str:
+    """Return the plain-language text of a reason code, "" when unknown."""
+    return reasons.reason_text(code) if isinstance(code, str) else ""
+
+
+@register.filter
+def override_text(action: ScaleAction) -> str:
+    """Describe an override, e.g. "override: 4 replicas instead of the proposed 3"."""
+    if action.override_replicas is None:
+        return ""
+    return (
+        f"override: {action.override_replicas} replicas instead of the proposed "
+        f"{action.to_replicas}"
+    )
+
+
+@register.filter
+def pin_text(action: ScaleAction) -> str:
+    """Describe the pin an override set, e.g. "pinned for 30 min, until ..."."""
+    if action.override_replicas is None:
+        return ""
+    until = action.override_until
+    if until is None:
+        return "not pinned: the next control cycle plans from this count"
+    if action.decided_at is None:
+        return f"pinned until {stamp(until)}"
+    minutes = round((until - action.decided_at).total_seconds() / 60)
+    return f"pinned for {minutes} min, until {stamp(until)}"
