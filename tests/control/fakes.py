@@ -119,6 +119,8 @@ class FakeKube:
         self.namespace = namespace
         self.workloads: dict[str, FakeWorkload] = {}
         self.hpas: dict[str, str] = {}
+        # spec.maxReplicas by HPA name; 10 when not set.
+        self.hpa_max: dict[str, int] = {}
         # GPU nodes as (name, nvidia.com/gpu.product label, allocatable GPUs).
         self.nodes: list[tuple[str, str, int]] = []
         # Creation time of the pods that a scale-up adds; tests move it along.
@@ -265,7 +267,7 @@ class FakeKube:
             V2HorizontalPodAutoscaler(
                 metadata=V1ObjectMeta(name=hpa),
                 spec=V2HorizontalPodAutoscalerSpec(
-                    max_replicas=10,
+                    max_replicas=self.hpa_max.get(hpa, 10),
                     scale_target_ref=V2CrossVersionObjectReference(
                         api_version="apps/v1", kind="Deployment", name=target
                     ),

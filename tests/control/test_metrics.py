@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -89,6 +90,61 @@ def test_one_failing_pod_does_not_stop_others(server):
         assert samples[name].num_requests_waiting is None
     # And the slow pod did not hold the scrape for its full 3 s.
     assert elapsed < 2.5
+
+
+def scrape_levels(caplog, targets: list[ScrapeTarget]) -> dict[str, int]:
+    source = ScrapeMetricsSource(timeout_s=0.5, clock=lambda: NOW)
+    with caplog.at_level(logging.DEBUG, logger="wva_web.integrations.metrics"):
+        source.scrape(targets)
+    return {
+        target.pod: record.levelno
+        for target in targets
+        for record in caplog.records
+        if record.getMessage().startswith(f"scrape of pod {target.pod} ")
+    }
+
+
+def test_loading_pod_failure_logged_debug(server, caplog):
+    # Given a pod that is not Ready yet answering 503, and one refusing.
+    targets = [
+        ScrapeTarget("loading", "127.0.0.1", server, "/down", ready=False),
+        ScrapeTarget("starting", "127.0.0.1", closed_port(), "/ok", ready=False),
+    ]
+    # When they are scraped.
+    levels = scrape_levels(caplog, targets)
+    # Then both failures are logged at DEBUG only.
+    assert levels == {"loading": logging.DEBUG, "starting": logging.DEBUG}
+
+
+def test_ready_pod_failure_logged_warning(server, caplog):
+    # Given a Ready pod answering 503, and one refusing.
+    targets = [
+        ScrapeTarget("ready", "127.0.0.1", server, "/down"),
+        ScrapeTarget("gone", "127.0.0.1", closed_port(), "/ok", ready=True),
+    ]
+    # When they are scraped.
+    levels = scrape_levels(caplog, targets)
+    # Then both failures are warnings.
+    assert levels == {"ready": logging.WARNING, "gone": logging.WARNING}
+
+
+def test_scrape_target_carries_readiness(make_model, make_variant):
+    # Given a variant with a Ready pod and a pod still loading.
+    from wva_web.control.cycle import scrape_targets
+    from wva_web.control.cycle_view import VariantView
+    from wva_web.integrations.kube import PodInfo
+
+    variant = make_variant(make_model(), "a", "L4")
+
+    def pod(name: str, ready: bool) -> PodInfo:
+        return PodInfo(name, "", "Running", ready, False, "127.0.0.1", 9000,
+                       "/metrics", None)
+
+    view = VariantView(variant=variant, pods=[pod("a1", True), pod("a2", False)])
+    # When the cycle builds its scrape targets.
+    targets = scrape_targets(view)
+    # Then each target knows whether its pod is Ready.
+    assert [(t.pod, t.ready) for t in targets] == [("a1", True), ("a2", False)]
 
 
 def test_stale_sample_marked():

@@ -40,20 +40,33 @@ def admin_client(django_user_model) -> Client:
     return client
 
 
-def test_leader_runs_cycle_and_other_skips(demo, settings, caplog):
+def test_standby_runs_read_only_cycle(demo, settings, caplog):
     # Given console-1 ran a control cycle and so holds the Lease.
     first = tasks.run_control_cycle.apply().get()
+    actions_before = ScaleAction.objects.count()
     # When console-2 runs the cycle task against the same cluster.
     settings.WVA_INSTANCE = "console-2"
     with caplog.at_level(logging.INFO, logger="wva_web.control.tasks"):
         second = tasks.run_control_cycle.apply().get()
-    # Then only console-1's cycle exists, and console-2 logged why it skipped.
-    assert first == ControlCycle.objects.get().pk
-    assert second is None
-    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
-    assert len(skipped) == 1
-    assert "instance console-2 is read-only" in skipped[0]
-    assert "console-1 holds lease llm/wva-console-leader" in skipped[0]
+    # Then console-2 stored a cycle of its own, marked read-only with the leader.
+    standby = ControlCycle.objects.get(pk=second)
+    assert first != second
+    assert standby.outputs["read_only"] is True
+    assert standby.outputs["leader"] == "console-1"
+    assert "propose" not in standby.timings_ms
+    # And it stored a decision per variant and proposed nothing.
+    assert standby.decisions.count() == Variant.objects.count()
+    assert ScaleAction.objects.count() == actions_before
+    # And the leader's cycle row is not marked read-only.
+    assert "read_only" not in ControlCycle.objects.get(pk=first).outputs
+    # And console-2 logged why it is read-only.
+    logged = [
+        r.getMessage() for r in caplog.records
+        if r.name == "wva_web.control.tasks" and "read-only" in r.getMessage()
+    ]
+    assert len(logged) == 1
+    assert "instance console-2 does not lead" in logged[0]
+    assert "console-1 holds lease llm/wva-console-leader" in logged[0]
     # And the local record names console-1 as the leader.
     assert leader.read_only_holder(leader.recorded()) == "console-1"
 

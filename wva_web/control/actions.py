@@ -28,6 +28,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from wva_web.catalog import access
@@ -211,8 +212,51 @@ def _send_apply(action_id: int) -> None:
     try:
         tasks.apply_scale_action.delay(action_id)
     except Exception:
-        # NOTE: the action stays approved until something queues it again.
+        # The action stays approved; the leader's next cycles queue it again.
         logger.exception("queueing the apply of scale action %s failed", action_id)
+
+
+def _resend_apply(action_id: int, expires_s: float) -> None:
+    """Queue the apply task again; a message not run within `expires_s` is dropped."""
+    from wva_web.control import tasks
+
+    try:
+        tasks.apply_scale_action.apply_async((action_id,), expires=expires_s)
+    except Exception:
+        logger.exception(
+            "queueing the apply of scale action %s again failed", action_id
+        )
+
+
+def requeue_unapplied(now: dt.datetime, older_than_s: float) -> list[int]:
+    """Queue the apply of approved or overridden actions decided before the cutoff.
+
+    Such an action lost its apply task: the broker send failed after the
+    commit, a worker died, or an instance that did not lead received it.
+    Each queued message expires after `older_than_s`, so a worker that is
+    down collects at most a few copies per action. Running an extra copy
+    changes nothing, because `apply_action` checks the state and the live
+    count first. Returns the ids queued.
+    """
+    cutoff = now - dt.timedelta(seconds=older_than_s)
+    stale = list(
+        ScaleAction.objects.filter(
+            state__in=(ActionState.APPROVED, ActionState.OVERRIDDEN),
+            decided_at__lt=cutoff,
+            applied_at__isnull=True,
+        )
+        .order_by("decided_at", "pk")
+        .values_list("pk", "decided_at")
+    )
+    for action_id, decided_at in stale:
+        logger.warning(
+            "scale action %s was approved at %s and is still not applied: "
+            "queueing its apply again",
+            action_id,
+            decided_at.isoformat(),
+        )
+        _resend_apply(action_id, older_than_s)
+    return [action_id for action_id, _ in stale]
 
 
 def _queue_apply_on_commit(action_id: int) -> None:
@@ -318,6 +362,43 @@ def _supersede(older: ScaleAction, newer: ScaleAction, user: User | None) -> Non
     except ActionConflict as exc:
         # An approver decided it first: its apply step checks the base.
         logger.info("scale action %s not superseded: %s", older.pk, exc)
+
+
+def supersede_held_scale_ups(variant_id: int, reason: str) -> list[ScaleAction]:
+    """Supersede the control cycle's pending scale-ups of a variant it now holds.
+
+    `reason` is the code of the rule that holds the scale-up, such as
+    `queue_without_progress` or `no_free_gpu:L40S`. Requests of people stay
+    pending. Returns the actions superseded.
+    """
+    pending = ScaleAction.objects.select_related("variant__accelerator").filter(
+        variant_id=variant_id,
+        state=ActionState.PENDING,
+        requested_by__isnull=True,
+        to_replicas__gt=F("from_replicas"),
+    )
+    message = f"scale-up held by the control cycle: {reason}"
+    superseded = []
+    for action in pending:
+        try:
+            with transaction.atomic():
+                _transition(
+                    action,
+                    ActionState.PENDING,
+                    "supersede",
+                    None,
+                    {
+                        "state": ActionState.SUPERSEDED,
+                        "failure_reason": SUPERSEDED,
+                        "message": message,
+                    },
+                    message,
+                )
+        except ActionConflict as exc:
+            logger.info("scale action %s not superseded: %s", action.pk, exc)
+            continue
+        superseded.append(action)
+    return superseded
 
 
 def request_manual_action(

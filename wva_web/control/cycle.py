@@ -13,6 +13,8 @@ analysis reads one-minute peaks, crash-looping and silent replicas are
 not capacity, stuck queues neither trigger a scale-up nor allow a
 reduction without an approver, replicas Pending past the timeout move
 to another variant, and the GPU limiter keeps scale-ups within free GPUs.
+`cycle_limits` keeps pinned variants, variants in a cool-down and variants
+at their HPA's maxReplicas from growing.
 
 Actuation by mode: `auto` proposes and approves as the system (the
 approval queues the apply task), `approval` leaves the action pending, and
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -43,6 +46,8 @@ from optimizer import saturation
 from wva_web.catalog.models import Accelerator, InferenceModel, Variant
 from wva_web.control import (
     actions,
+    cycle_limits,
+    cycle_log,
     cycle_placement,
     cycle_safety,
     lock,
@@ -90,6 +95,7 @@ class CycleRun:
     models: dict[str, Any] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     free_gpus: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    cool: cycle_limits.CoolDowns = field(default_factory=cycle_limits.CoolDowns)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -124,17 +130,27 @@ def checked_json(value: Any) -> Any:
 
 
 class CycleService:
-    """Runs control cycles; the metrics source, actuator and clock are injectable."""
+    """Runs control cycles; the metrics source, actuator and clock are injectable.
+
+    With `read_only`, as on an instance that does not lead the cluster, the
+    cycle collects, analyses and stores its rows, so the pages stay current,
+    but proposes, approves and applies nothing and changes no variant's mode.
+    `leader` names the instance that leads, for the cycle row.
+    """
 
     def __init__(
         self,
         metrics_source: metrics.MetricsSource | None = None,
         actuator: kube.Actuator | None = None,
         clock: Clock | None = None,
+        read_only: bool = False,
+        leader: str = "",
     ) -> None:
         self.clock = clock or timezone.now
         self.metrics_source = metrics_source or metrics.ScrapeMetricsSource(clock=self.clock)
         self._actuator = actuator
+        self.read_only = read_only
+        self.leader = leader
 
     @property
     def actuator(self) -> kube.Actuator:
@@ -176,8 +192,15 @@ class CycleService:
         status = self._status(run)
         with run.phase("store"):
             inputs = self._store(run, status)
-        with run.phase("propose"):
-            self._propose(run)
+        if self.read_only:
+            logger.info(
+                "control cycle %s is read-only: instance %s does not lead the "
+                "cluster (leader: %s), so nothing is proposed or applied",
+                run.cycle.pk, settings.WVA_INSTANCE, self.leader or "unknown",
+            )
+        else:
+            with run.phase("propose"):
+                self._propose(run)
         self._finish(run, status, inputs)
 
     # Collect.
@@ -245,14 +268,19 @@ class CycleService:
         desired = in_flight_targets()
         rules = cycle_safety.SafetySettings.from_settings()
         history = cycle_safety.read_history(run.views.values(), run.now, rules)
+        run.cool = cycle_limits.read_cool_downs(run.views, run.now)
         for view in run.views.values():
             cycle_safety.inspect_view(view, history, run.now, rules)
+            cycle_limits.set_limits(view, run.cool, run.now)
         free, run.free_gpus = cycle_placement.free_gpus(run.views.values(), run.inventory)
         for views in by_model.values():
             model = views[0].variant.model
             summary, decided = analyse_model_views(model, views, desired)
+            cycle_limits.explain_limits(views, decided, run.cool)
             stuck_only = scale_up_only_from_stuck(model, views, desired, decided)
             cycle_placement.place_model(views, decided, free, rules, stuck_only)
+            for view in views:
+                cycle_limits.hold_rejected(view, decided[view.variant.pk])
             run.models[model.name] = summary
             run.decisions.update(decided)
         for view in run.views.values():
@@ -286,10 +314,16 @@ class CycleService:
             "inventory": inventory_json(run.inventory),
             "free_gpus": run.free_gpus,
         }
+        previous = cycle_log.previous_decisions(run.views)
         with transaction.atomic():
             for view in run.views.values():
                 inputs["variants"][view.variant.name] = variant_inputs(view)
                 self._store_variant(run, view, status)
+                decision = run.decisions[view.variant.pk]
+                current = view.current if view.current is not None else decision.target
+                cycle_log.log_decision(
+                    view.variant.name, current, decision, previous.get(view.variant.pk)
+                )
             self._store_accelerators(run)
         return inputs
 
@@ -298,7 +332,8 @@ class CycleService:
         decision = run.decisions[variant.pk]
         if view.hpa_name:
             decision.reasons.append(f"hpa_conflict:{view.hpa_name}")
-            if variant.mode == Variant.Mode.AUTO:
+            # The leading instance changes the mode; a read-only one only reports.
+            if variant.mode == Variant.Mode.AUTO and not self.read_only:
                 move_to_advisory(view, run.now)
         if variant.mode == Variant.Mode.ADVISORY and decision.target != view.current:
             decision.reasons.append("advisory")
@@ -345,6 +380,13 @@ class CycleService:
                 safety_actions.fail_unschedulable(
                     view.variant, view.current, view.timed_out, run.now
                 )
+            decision = run.decisions[view.variant.pk]
+            if decision.held_scale_up and decision.target <= (view.current or 0):
+                actions.supersede_held_scale_ups(
+                    view.variant.pk, decision.held_scale_up
+                )
+        period_s = float(settings.WVA_CYCLE_PERIOD_S)
+        actions.requeue_unapplied(run.now, older_than_s=2.0 * period_s)
         in_flight = in_flight_targets()
         for view in run.views.values():
             decision = run.decisions[view.variant.pk]
@@ -394,7 +436,10 @@ class CycleService:
         cycle.finished_at = self.clock()
         cycle.status = status
         cycle.inputs = checked_json(inputs)
-        cycle.outputs = checked_json(cycle_outputs(run))
+        outputs = cycle_outputs(run)
+        if self.read_only:
+            outputs = read_only_outputs(outputs, self.leader)
+        cycle.outputs = checked_json(outputs)
         cycle.timings_ms = checked_json(run.timings_ms)
         cycle.errors = checked_json(run.errors)
         cycle.save(
@@ -409,14 +454,16 @@ class CycleService:
 def scrape_targets(view: VariantView) -> list[metrics.ScrapeTarget]:
     """Running, non-terminating pods with an IP and a metrics port."""
     return [
-        metrics.ScrapeTarget(pod.name, pod.pod_ip, pod.metrics_port, pod.metrics_path)
+        metrics.ScrapeTarget(
+            pod.name, pod.pod_ip, pod.metrics_port, pod.metrics_path, ready=pod.ready
+        )
         for pod in view.live_pods
         if pod.phase == "Running" and pod.pod_ip and pod.metrics_port
     ]
 
 
 def run_cycle(**kwargs: Any) -> ControlCycle | None:
-    """Run one control cycle with the default metrics source and actuator."""
+    """Run one control cycle; keyword arguments go to CycleService."""
     return CycleService(**kwargs).run()
 
 
@@ -473,13 +520,15 @@ def variant_input(
     variant = view.variant
     current = int(view.current or 0)
     excluded = frozenset(view.not_capacity) | extra_excluded
+    # The effective max: a variant that may not grow enters with max = current.
+    maximum = view.max_replicas
     return saturation.VariantInput(
         name=variant.name,
         usd_per_replica_hour=variant.usd_per_replica_hour,
         current_replicas=current,
         ready_replicas=sum(1 for pod in view.ready_pods if pod.name not in excluded),
-        min_replicas=variant.min_replicas,
-        max_replicas=variant.max_replicas,
+        min_replicas=min(variant.min_replicas, maximum),
+        max_replicas=maximum,
         replicas=replica_samples(view, excluded),
         # Pending pods, plus replicas of spec.replicas without a pod object yet.
         pending_replicas=sum(1 for pod in view.live_pods if pod.pending)
@@ -590,7 +639,7 @@ def apply_holds(view: VariantView, decision: VariantDecision, now: datetime) -> 
         decision.target = current
         decision.victim_pod = ""
         decision.bound_by = "pinned"
-        decision.reasons.append("pinned")
+        cycle_safety.add_reason(decision, "pinned")
         decision.message = f"pinned until {variant.pinned_until.isoformat()}"
         return
     invalid = view.invalid_pods()
@@ -789,6 +838,9 @@ def scaling_conditions(
         "max_replicas": "capped_by_max",
         "min_replicas": "capped_by_min",
         "gpu_budget": "gpu_budget",
+        "hpa_max_replicas": cycle_limits.CAPPED_BY_HPA_MAX,
+        cycle_limits.UNSCHEDULABLE_RECENTLY: cycle_limits.UNSCHEDULABLE_RECENTLY,
+        cycle_limits.REJECTED_RECENTLY: cycle_limits.REJECTED_RECENTLY,
     }
     if decision.bound_by in caps:
         limited = (True, caps[decision.bound_by], decision.message)
@@ -908,6 +960,11 @@ def cycle_outputs(run: CycleRun) -> dict[str, Any]:
             "action_id": decision.analysis.get("action_id"),
         }
     return {"models": run.models, "variants": variants, "alerts": run.alerts}
+
+
+def read_only_outputs(outputs: dict[str, Any], leader: str) -> dict[str, Any]:
+    """Mark the outputs of a cycle that proposed and applied nothing."""
+    return {**outputs, "read_only": True, "leader": leader}
 
 
 def move_to_advisory(view: VariantView, now: datetime) -> None:

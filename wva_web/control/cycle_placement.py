@@ -2,7 +2,8 @@
 
 These rules run after the `wva-v1` analysis of a model and may move its
 scale-up to another variant of the same model, the next-cheapest by price
-per replica-hour (ties by name) with room below max and nothing pending:
+per replica-hour (ties by name) with room below its effective max, nothing
+pending and no rejected scale-up in its cool-down:
 
 - a replica Pending past the timeout: its variant goes back by one, the
   pod is the victim, and the replica moves (`unschedulable`);
@@ -117,7 +118,9 @@ def alternatives(
         current = view.current
         if view.variant.pk in excluded or current is None:
             continue
-        if current >= view.variant.max_replicas or (current == 0 and not allow_zero):
+        if current >= view.max_replicas or (current == 0 and not allow_zero):
+            continue
+        if 1 in view.rejected:
             continue
         if view.crash_looping or any(pod.pending for pod in view.live_pods):
             continue
@@ -136,9 +139,8 @@ def _grow(
     reasons: list[str],
     message: str,
 ) -> None:
-    variant = view.variant
     current = int(view.current or 0)
-    decision.target = min(variant.max_replicas, current + replicas)
+    decision.target = min(view.max_replicas, current + replicas)
     decision.victim_pod = ""
     decision.bound_by = ""
     decision.message = message
@@ -169,6 +171,7 @@ def place_model(
             if stuck_only:
                 _hold(decision, int(view.current))
                 add_reason(decision, STUCK_QUEUE)
+                decision.held_scale_up = STUCK_QUEUE
                 logger.warning(
                     "variant %s: %s: no scale-up, the trigger comes only from "
                     "replicas with stuck queues", view.variant.name, STUCK_QUEUE,
@@ -211,6 +214,7 @@ def _place_scale_up(
     trigger = [code for code in decision.reasons if code.startswith("scale_up:")]
     wanted = decision.target
     _hold(decision, current)
+    decision.held_scale_up = code
     others = alternatives(views, {view.variant.pk}, free, replicas, allow_zero)
     if code != CRASH_LOOP:
         decision.bound_by = GPU_BUDGET

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from wva_web.catalog.models import Variant
@@ -31,6 +32,20 @@ class VariantView:
     silent: list[str] = field(default_factory=list)
     stuck: list[str] = field(default_factory=list)
     timed_out: list[str] = field(default_factory=list)
+    # Max replicas the analysis may grow to, below the catalogue max when a
+    # limit applies, and that limit's reason code (empty without one).
+    growth_limit: int | None = None
+    limit_reason: str = ""
+    # Directions (+1 up, -1 down) of recently rejected proposals, with the
+    # end of each cool-down.
+    rejected: dict[int, datetime] = field(default_factory=dict)
+
+    @property
+    def max_replicas(self) -> int:
+        """The effective max: the catalogue max, or the lower growth limit."""
+        if self.growth_limit is None:
+            return self.variant.max_replicas
+        return min(self.variant.max_replicas, self.growth_limit)
 
     @property
     def live_pods(self) -> list[kube.PodInfo]:
@@ -88,3 +103,6 @@ class VariantDecision:
     needs_approval: str = ""
     # Conditions added by the safety rules, stored on VariantState.
     conditions: list[dict[str, Any]] = field(default_factory=list)
+    # Reason code of a rule that held a scale-up of this variant; the cycle
+    # supersedes the variant's older pending scale-up proposals.
+    held_scale_up: str = ""

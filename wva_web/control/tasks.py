@@ -27,23 +27,25 @@ APPLY_BACKOFF_MAX_S = 60
     time_limit=settings.WVA_CYCLE_HARD_LIMIT_S,
 )
 def run_control_cycle() -> int | None:
-    """Run one control cycle if this instance leads the cluster; return its id.
+    """Run one control cycle and return its id.
 
-    Returns None when another instance holds the leader Lease, when the
-    Lease is not available, or when another cycle of this instance holds
+    When another instance holds the leader Lease, or the Lease is not
+    available, the cycle runs read-only: it stores what it read and
+    decided, so this instance's pages stay current, and it proposes and
+    applies nothing. Returns None when another cycle of this instance holds
     the cycle lock.
     """
     leadership = leader.elect()
-    if not leadership.is_leader:
+    read_only = not leadership.is_leader
+    if read_only:
         logger.info(
-            "control cycle skipped: instance %s is read-only for this cluster "
-            "(%s): %s",
+            "control cycle runs read-only: instance %s does not lead this "
+            "cluster (%s): %s",
             settings.WVA_INSTANCE,
             leadership.reason,
             leadership.detail,
         )
-        return None
-    cycle = run_cycle()
+    cycle = run_cycle(read_only=read_only, leader=leadership.holder)
     if cycle is None:
         logger.info("control cycle task skipped: the cycle lock is held")
         return None
@@ -65,12 +67,12 @@ def apply_scale_action(self: object, action_id: int) -> str:
     """Apply one approved scale action; return the state it ended in.
 
     Only the instance that leads the cluster applies; elsewhere the action
-    keeps its state. `apply_action` re-reads the action and the live replica count, so a
-    task that runs late or twice changes nothing.
+    keeps its state, and the leader's cycle queues it again once it is two
+    periods old. `apply_action` re-reads the action and the live replica
+    count, so a task that runs late or twice changes nothing.
     """
     leadership = leader.elect()
     if not leadership.is_leader:
-        # NOTE: the action stays approved; nothing queues it again by itself.
         logger.warning(
             "scale action %s not applied: instance %s is read-only for this "
             "cluster (%s): %s",

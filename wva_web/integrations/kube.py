@@ -120,7 +120,8 @@ class HpaStatus:
 
     `metric_value` is the current value of the external or object metric
     `wva_desired_replicas` in the HPA's status, or None when the HPA does not
-    report that metric.
+    report that metric. `max_replicas` is `spec.maxReplicas`, the most the
+    HPA sets whatever the console publishes; None when not read.
     """
 
     name: str
@@ -128,6 +129,7 @@ class HpaStatus:
     desired_replicas: int | None
     metric_value: float | None
     last_scale_time: datetime | None = None
+    max_replicas: int | None = None
 
 
 @dataclass
@@ -451,12 +453,14 @@ def hpa_status(hpa: Any) -> HpaStatus:
     status = hpa.status
     current = getattr(status, "current_replicas", None)
     desired = getattr(status, "desired_replicas", None)
+    maximum = getattr(hpa.spec, "max_replicas", None) if hpa.spec else None
     return HpaStatus(
         name=str(hpa.metadata.name),
         current_replicas=None if current is None else int(current),
         desired_replicas=None if desired is None else int(desired),
         metric_value=_desired_metric_value(status, current),
         last_scale_time=getattr(status, "last_scale_time", None),
+        max_replicas=None if maximum is None else int(maximum),
     )
 
 

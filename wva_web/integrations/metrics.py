@@ -57,12 +57,22 @@ REQUIRED_FIELDS = ("kv_cache_usage", "num_requests_waiting")
 
 @dataclass(frozen=True)
 class ScrapeTarget:
-    """One pod to scrape: its name, IP and metrics endpoint."""
+    """One pod to scrape: its name, IP, metrics endpoint and readiness.
+
+    A pod that is not Ready yet often fails its scrape (vLLM answers 503
+    while it loads the model), so its failures are logged at DEBUG only.
+    """
 
     pod: str
     ip: str
     port: int
     path: str = "/metrics"
+    ready: bool = True
+
+    @property
+    def failure_level(self) -> int:
+        """Log level of a failed scrape: WARNING for a Ready pod, else DEBUG."""
+        return logging.WARNING if self.ready else logging.DEBUG
 
     @property
     def url(self) -> str:
@@ -305,7 +315,10 @@ class ScrapeMetricsSource:
             if future in done:
                 results[target.pod] = future.result()
             else:
-                logger.warning("scrape of pod %s at %s timed out", target.pod, target.url)
+                logger.log(
+                    target.failure_level,
+                    "scrape of pod %s at %s timed out", target.pod, target.url,
+                )
                 results[target.pod] = failed_sample(
                     target.pod, at, "timeout", f"{target.url} timed out"
                 )
@@ -317,11 +330,17 @@ class ScrapeMetricsSource:
             text = self._fetch(target.url)
         except requests.HTTPError as exc:
             code = exc.response.status_code if exc.response is not None else 0
-            logger.warning("scrape of pod %s failed: HTTP %s", target.pod, code)
+            logger.log(
+                target.failure_level,
+                "scrape of pod %s failed: HTTP %s", target.pod, code,
+            )
             return failed_sample(target.pod, at, f"http_{code}", f"HTTP {code} from {target.url}")
         except requests.RequestException as exc:
             kind = _error_kind(exc)
-            logger.warning("scrape of pod %s failed (%s): %s", target.pod, kind, exc)
+            logger.log(
+                target.failure_level,
+                "scrape of pod %s failed (%s): %s", target.pod, kind, exc,
+            )
             return failed_sample(target.pod, at, kind, f"{kind} on {target.url}")
         elapsed_ms = (time.monotonic() - started) * 1000.0
         logger.debug("scraped pod %s in %.1f ms", target.pod, elapsed_ms)
