@@ -1,44 +1,33 @@
 """Command line: `python -m optimizer decide --input STATE.json`.
 
-Prints the decisions for the `wva-v1` or `hpa` policy as JSON. Exit status
-0 on success, 2 on an invalid or unreadable input.
+Prints the decisions of the `wva`, `wva-v1` or `hpa` policy as JSON. Exit
+status 0 on success, 2 on an invalid or unreadable input.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from optimizer.hpa import HpaInput, HpaResult, hpa_desired_replicas
+from optimizer.hpa import HpaResult
+from optimizer.policy_wva import WvaResult, decide_wva
 from optimizer.saturation import ModelAnalysis, VariantInput, analyse_model
 from optimizer.state import (
     POLICIES,
     ClusterState,
     InputError,
     VariantState,
+    hpa_for_variant,
     parse_state,
 )
 
+__all__ = ["decide", "hpa_for_variant", "main"]
+
 EXIT_INVALID_INPUT = 2
-
-
-def hpa_for_variant(state: ClusterState, variant: VariantState) -> HpaResult:
-    """Run the HPA counterfactual of one variant."""
-    return hpa_desired_replicas(
-        HpaInput(
-            current_replicas=variant.current_replicas,
-            min_replicas=variant.min_replicas,
-            max_replicas=variant.max_replicas,
-            pods=variant.hpa_pods(),
-            metrics=variant.hpa_metrics(),
-            now_s=state.now_s,
-            recommendations=variant.hpa.recommendations,
-            behavior=variant.hpa.behavior,
-        )
-    )
 
 
 def _saturation_input(variant: VariantState) -> VariantInput:
@@ -89,8 +78,51 @@ def _model_summary(analysis: ModelAnalysis) -> dict[str, Any]:
     }
 
 
+def _finite(value: Any) -> Any:
+    """Replace NaN and infinity by None, inside lists and dicts too."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _wva_output(state: ClusterState, result: WvaResult) -> dict[str, Any]:
+    decisions: list[dict[str, Any]] = []
+    for decision, variant in zip(result.decisions, state.variants, strict=True):
+        row: dict[str, Any] = {
+            "variant": decision.variant,
+            "model": decision.model,
+            "current_replicas": decision.current_replicas,
+            "target_replicas": decision.target_replicas,
+            "reasons": list(decision.reasons),
+            "bound_by": decision.bound_by,
+            "message": decision.message,
+            "victim_pod": decision.victim_pod,
+            "victim_pods": list(decision.victim_pods),
+            "degraded": decision.degraded,
+            "inputs": _finite(dict(decision.inputs)),
+        }
+        row.update(_hpa_fields(decision.hpa or hpa_for_variant(state, variant)))
+        decisions.append(row)
+    return {
+        "policy": "wva",
+        "solver": result.solver,
+        "success": result.success,
+        "status": result.status,
+        "message": result.message,
+        "decisions": decisions,
+        "unserved": {model: rate for model, rate in result.unserved.items()},
+        "models": _finite({m: dict(v) for m, v in result.models.items()}),
+    }
+
+
 def decide(state: ClusterState) -> dict[str, Any]:
     """Run the state's policy and build the JSON-ready output."""
+    if state.policy == "wva":
+        return _wva_output(state, decide_wva(state))
     analyses = _analyse_models(state) if state.policy == "wva-v1" else {}
     decisions: list[dict[str, Any]] = []
     for variant in state.variants:
@@ -128,6 +160,7 @@ def decide(state: ClusterState) -> dict[str, Any]:
         decisions.append(row)
     output: dict[str, Any] = {
         "policy": state.policy,
+        "solver": None,
         "decisions": decisions,
         "unserved": {},
     }

@@ -9,14 +9,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from optimizer.hpa import HpaBehavior, HpaMetric, HpaPod, MetricType
+from optimizer.hpa import (
+    HpaBehavior,
+    HpaInput,
+    HpaMetric,
+    HpaPod,
+    HpaResult,
+    MetricType,
+    hpa_desired_replicas,
+)
 from optimizer.power import PowerCurve
 from optimizer.saturation import ReplicaSample, SaturationConfig
 
-POLICIES = ("wva-v1", "hpa")
+POLICIES = ("wva", "wva-v1", "hpa")
+ROLES = ("prefill", "decode", "both")
+LATENCY_FIELDS = ("alpha", "beta", "gamma", "delta")
 REPLICA_METRIC_FIELDS = (
     "kv_cache_usage",
     "num_requests_waiting",
@@ -65,6 +75,60 @@ class HpaSpec:
 
 
 @dataclass(frozen=True)
+class ServiceClass:
+    """An SLO class: `priority` 1 is served first; targets in ms."""
+
+    name: str
+    priority: int
+    ttft_ms: float
+    itl_ms: float
+
+
+@dataclass(frozen=True)
+class Demand:
+    """Demand of one model, each value `None` when unknown or not finite.
+
+    `non_finite` names the fields whose value was NaN or infinite.
+    """
+
+    arrival_rate: float | None = None
+    avg_input_tokens: float | None = None
+    avg_output_tokens: float | None = None
+    completion_rate: float | None = None
+    non_finite: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Performance profile of a variant: step times in ms and engine limits.
+
+    `latency` is `(alpha, beta, gamma, delta)` or `None` when not fitted.
+    """
+
+    latency: tuple[float, float, float, float] | None = None
+    kv_tokens: float | None = None
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ScaleEvent:
+    """A change of replicas already applied to a variant, at `at_s` seconds."""
+
+    at_s: float
+    from_replicas: int
+    to_replicas: int
+
+
+@dataclass(frozen=True)
+class ScaleDownLimit:
+    """At most `replicas` removed per `period_s` seconds."""
+
+    replicas: int
+    period_s: float
+
+
+@dataclass(frozen=True)
 class VariantState:
     """One variant of the state, with its replicas."""
 
@@ -80,6 +144,18 @@ class VariantState:
     desired_replicas: int | None
     replicas: tuple[ReplicaSample, ...]
     hpa: HpaSpec
+    service_class: str | None = None
+    profile: Profile = Profile()
+    # NOTE: read and checked, but no policy treats prefill and decode apart yet.
+    role: str = "both"
+    completion_rate: float | None = None
+    scale_down_limit: ScaleDownLimit | None = None
+    scale_events: tuple[ScaleEvent, ...] = ()
+    # KV pool in tokens per pod, from the pod's num_gpu_blocks * block_size.
+    kv_pools: Mapping[str, float] = field(default_factory=dict)
+    # Seconds each Pending pod has been pending, when known.
+    pending_s: Mapping[str, float] = field(default_factory=dict)
+    has_hpa: bool = False
 
     @property
     def usd_per_replica_hour(self) -> float:
@@ -112,6 +188,28 @@ class VariantState:
 
 
 @dataclass(frozen=True)
+class WvaSettings:
+    """Settings of the `wva` policy.
+
+    Headrooms are the fractions of capacity that demand may fill before a
+    scale-up (`scale_up_headroom`) and below which capacity is spare
+    (`scale_down_headroom`). `usd_per_kwh` prices the planned power of a
+    replica (at `scale_up_headroom` utilisation) into the allocation.
+    """
+
+    scale_up_headroom: float = 0.85
+    scale_down_headroom: float = 0.70
+    stabilization_s: float = 300.0
+    scale_down_step: int = 1
+    pending_timeout_s: float = 240.0
+    usd_per_kwh: float = 0.0
+    change_penalty_usd: float = 0.01
+    time_limit_s: float = 1.0
+    solver: str = "auto"
+    default_max_batch: int = 256
+
+
+@dataclass(frozen=True)
 class ClusterState:
     """The whole input of one decision."""
 
@@ -121,6 +219,9 @@ class ClusterState:
     variants: tuple[VariantState, ...]
     saturation: Mapping[str, SaturationConfig]
     default_saturation: SaturationConfig
+    service_classes: Mapping[str, ServiceClass] = field(default_factory=dict)
+    demand: Mapping[str, Demand] = field(default_factory=dict)
+    wva: WvaSettings = WvaSettings()
 
     def saturation_for(self, model: str) -> SaturationConfig:
         return self.saturation.get(model, self.default_saturation)
@@ -256,31 +357,96 @@ def _non_negative(obj: Mapping[str, Any], key: str, path: str) -> float:
     return value
 
 
+def _engine_values(
+    obj: Mapping[str, Any], path: str
+) -> tuple[float | None, float | None, float | None] | None:
+    """Aggregate a data-parallel pod's engines: max KV and waiting, summed running.
+
+    Any engine without a sample, or with a non-finite one, makes the pod's
+    value unknown (NaN for non-finite), so that one gap is never hidden.
+    """
+    if obj.get("engines") is None:
+        return None
+    engines = [
+        _object(item, f"{path}.engines[{i}]")
+        for i, item in enumerate(_array(obj["engines"], f"{path}.engines"))
+    ]
+    if not engines:
+        return None
+    result: list[float | None] = []
+    for key, combine in (
+        ("kv_cache_usage", max),
+        ("num_requests_waiting", max),
+        ("num_requests_running", sum),
+    ):
+        values = [
+            _sample(engine, key, f"{path}.engines[{i}]")
+            for i, engine in enumerate(engines)
+        ]
+        if any(v is None for v in values):
+            result.append(None)
+        elif not all(math.isfinite(v) for v in values if v is not None):
+            result.append(math.nan)
+        else:
+            result.append(float(combine(v for v in values if v is not None)))
+    return result[0], result[1], result[2]
+
+
 def _replica(obj: Mapping[str, Any], path: str) -> ReplicaSample:
     age = _sample(obj, "age_s", path)
+    kv = _sample(obj, "kv_cache_usage", path)
+    waiting = _sample(obj, "num_requests_waiting", path)
+    running = _sample(obj, "num_requests_running", path)
+    engines = _engine_values(obj, path)
+    if engines is not None:
+        kv, waiting, running = engines
+    phase = _string(obj, "phase", path, "Running")
     return ReplicaSample(
         pod=_string(obj, "pod", path),
-        kv_cache_usage=_sample(obj, "kv_cache_usage", path),
-        num_requests_waiting=_sample(obj, "num_requests_waiting", path),
-        num_requests_running=_sample(obj, "num_requests_running", path),
-        phase=_string(obj, "phase", path, "Running"),
+        kv_cache_usage=kv,
+        num_requests_waiting=waiting,
+        num_requests_running=running,
+        phase=phase,
         ready=_boolean(obj, "ready", path, True),
-        terminating=_boolean(obj, "terminating", path, False),
+        terminating=_boolean(obj, "terminating", path, phase == "Terminating"),
         age_s=age if age is None or math.isfinite(age) else math.inf,
     )
 
 
-def _replicas(value: Any, path: str) -> tuple[ReplicaSample, ...]:
+def _kv_pool(obj: Mapping[str, Any], path: str) -> float | None:
+    blocks = _optional_integer(obj, "num_gpu_blocks", path)
+    block_size = _optional_integer(obj, "block_size", path)
+    if blocks is None or block_size is None or blocks == 0 or block_size == 0:
+        return None
+    return float(blocks * block_size)
+
+
+@dataclass(frozen=True)
+class _ReplicaList:
+    samples: tuple[ReplicaSample, ...]
+    kv_pools: dict[str, float]
+    pending_s: dict[str, float]
+
+
+def _replicas(value: Any, path: str) -> _ReplicaList:
     samples: list[ReplicaSample] = []
+    pools: dict[str, float] = {}
+    pending: dict[str, float] = {}
     seen: set[str] = set()
     for index, item in enumerate(_array(value, path)):
         item_path = f"{path}[{index}]"
-        sample = _replica(_object(item, item_path), item_path)
+        obj = _object(item, item_path)
+        sample = _replica(obj, item_path)
         if sample.pod in seen:
             raise InputError(f"{item_path}.pod", f"duplicate pod {sample.pod!r}")
         seen.add(sample.pod)
         samples.append(sample)
-    return tuple(samples)
+        pool = _kv_pool(obj, item_path)
+        if pool is not None:
+            pools[sample.pod] = pool
+        if obj.get("pending_s") is not None:
+            pending[sample.pod] = _number(obj, "pending_s", item_path)
+    return _ReplicaList(tuple(samples), pools, pending)
 
 
 def _hpa_metric(obj: Mapping[str, Any], path: str) -> HpaMetricSpec:
@@ -350,6 +516,73 @@ def _hpa(value: Any, path: str) -> HpaSpec:
     return HpaSpec(specs, behavior, tuple(history))
 
 
+def _optional_sample(obj: Mapping[str, Any], key: str, path: str) -> float | None:
+    """Read a rate that may be unknown: null, NaN and infinity become None."""
+    value = _sample(obj, key, path)
+    if value is None or not math.isfinite(value):
+        return None
+    if value < 0:
+        raise InputError(_join(path, key), f"must be >= 0, got {value!r}")
+    return value
+
+
+def _profile(value: Any, path: str) -> Profile:
+    if value is None:
+        return Profile()
+    obj = _object(value, path)
+    present = [key for key in LATENCY_FIELDS if obj.get(key) is not None]
+    latency: tuple[float, float, float, float] | None = None
+    if present:
+        missing = [key for key in LATENCY_FIELDS if key not in present]
+        if missing:
+            raise InputError(
+                f"{path}.{missing[0]}",
+                f"is required when {present[0]} is set (a latency fit needs "
+                "alpha, beta, gamma and delta)",
+            )
+        a, b, c, d = (_non_negative(obj, key, path) for key in LATENCY_FIELDS)
+        latency = (a, b, c, d)
+    kv_tokens = _optional_sample(obj, "kv_tokens", path)
+    return Profile(
+        latency=latency,
+        kv_tokens=kv_tokens if kv_tokens else None,
+        max_num_seqs=_positive_or_none(obj, "max_num_seqs", path),
+        max_num_batched_tokens=_positive_or_none(obj, "max_num_batched_tokens", path),
+    )
+
+
+def _positive_or_none(obj: Mapping[str, Any], key: str, path: str) -> int | None:
+    value = _optional_integer(obj, key, path)
+    if value == 0:
+        raise InputError(_join(path, key), "must be >= 1, or null when unknown")
+    return value
+
+
+def _scale_down_limit(value: Any, path: str) -> ScaleDownLimit | None:
+    if value is None:
+        return None
+    obj = _object(value, path)
+    period = _number(obj, "period_s", path)
+    if period <= 0:
+        raise InputError(f"{path}.period_s", f"must be > 0, got {period!r}")
+    return ScaleDownLimit(_integer(obj, "replicas", path), period)
+
+
+def _scale_events(value: Any, path: str) -> tuple[ScaleEvent, ...]:
+    events: list[ScaleEvent] = []
+    for index, item in enumerate(_array(value, path)):
+        item_path = f"{path}[{index}]"
+        obj = _object(item, item_path)
+        events.append(
+            ScaleEvent(
+                _number(obj, "at_s", item_path),
+                _integer(obj, "from", item_path),
+                _integer(obj, "to", item_path),
+            )
+        )
+    return tuple(sorted(events, key=lambda e: e.at_s))
+
+
 def _variant(
     obj: Mapping[str, Any], path: str, accelerators: Mapping[str, Accelerator]
 ) -> VariantState:
@@ -369,6 +602,17 @@ def _variant(
     gpus = _integer(obj, "gpus_per_replica", path, 1)
     if gpus < 1:
         raise InputError(f"{path}.gpus_per_replica", f"must be >= 1, got {gpus}")
+
+    role = _string(obj, "role", path, "both")
+    if role not in ROLES:
+        raise InputError(
+            f"{path}.role", f"must be one of {', '.join(ROLES)}, got {role!r}"
+        )
+    replicas = _replicas(obj.get("replicas", []), f"{path}.replicas")
+    service_class = obj.get("service_class")
+    if service_class is not None:
+        service_class = _string(obj, "service_class", path)
+
     return VariantState(
         name=_string(obj, "name", path),
         model=_string(obj, "model", path),
@@ -380,9 +624,103 @@ def _variant(
         ready_replicas=_integer(obj, "ready_replicas", path, current),
         pending_replicas=_integer(obj, "pending_replicas", path, 0),
         desired_replicas=_optional_integer(obj, "desired_replicas", path),
-        replicas=_replicas(obj.get("replicas", []), f"{path}.replicas"),
+        replicas=replicas.samples,
         hpa=_hpa(obj.get("hpa"), f"{path}.hpa"),
+        service_class=service_class,
+        profile=_profile(obj.get("profile"), f"{path}.profile"),
+        role=role,
+        completion_rate=_optional_sample(obj, "completion_rate", path),
+        scale_down_limit=_scale_down_limit(
+            obj.get("scale_down_limit"), f"{path}.scale_down_limit"
+        ),
+        scale_events=_scale_events(obj.get("scale_events", []), f"{path}.scale_events"),
+        kv_pools=replicas.kv_pools,
+        pending_s=replicas.pending_s,
+        has_hpa=obj.get("hpa") is not None,
     )
+
+
+def _service_classes(value: Any) -> dict[str, ServiceClass]:
+    result: dict[str, ServiceClass] = {}
+    for index, item in enumerate(_array(value, "service_classes")):
+        path = f"service_classes[{index}]"
+        obj = _object(item, path)
+        name = _string(obj, "name", path)
+        if name in result:
+            raise InputError(f"{path}.name", f"duplicate service class {name!r}")
+        targets = []
+        for key in ("ttft_ms", "itl_ms"):
+            target = _number(obj, key, path)
+            if target <= 0:
+                raise InputError(f"{path}.{key}", f"must be > 0, got {target!r}")
+            targets.append(target)
+        priority = _integer(obj, "priority", path, 1)
+        result[name] = ServiceClass(name, priority, targets[0], targets[1])
+    return result
+
+
+def _demand(value: Any) -> dict[str, Demand]:
+    result: dict[str, Demand] = {}
+    for model, item in _object(value, "demand").items():
+        path = f"demand.{model}"
+        obj = _object(item, path)
+        non_finite = tuple(
+            key
+            for key in (
+                "arrival_rate",
+                "avg_input_tokens",
+                "avg_output_tokens",
+                "completion_rate",
+            )
+            if isinstance(obj.get(key), float) and not math.isfinite(obj[key])
+        )
+        result[model] = Demand(
+            arrival_rate=_optional_sample(obj, "arrival_rate", path),
+            avg_input_tokens=_optional_sample(obj, "avg_input_tokens", path),
+            avg_output_tokens=_optional_sample(obj, "avg_output_tokens", path),
+            completion_rate=_optional_sample(obj, "completion_rate", path),
+            non_finite=non_finite,
+        )
+    return result
+
+
+def _wva_settings(value: Any) -> WvaSettings:
+    if value is None:
+        return WvaSettings()
+    obj = _object(value, "wva")
+    base = WvaSettings()
+    values: dict[str, Any] = {}
+    for key in (
+        "scale_up_headroom",
+        "scale_down_headroom",
+        "stabilization_s",
+        "pending_timeout_s",
+        "usd_per_kwh",
+        "change_penalty_usd",
+        "time_limit_s",
+    ):
+        values[key] = _number(obj, key, "wva", getattr(base, key))
+        if values[key] < 0:
+            raise InputError(f"wva.{key}", f"must be >= 0, got {values[key]!r}")
+    for key in ("scale_up_headroom", "scale_down_headroom"):
+        if not 0 < values[key] <= 1:
+            raise InputError(
+                f"wva.{key}", f"must be > 0 and at most 1, got {values[key]!r}"
+            )
+    if values["time_limit_s"] <= 0:
+        raise InputError("wva.time_limit_s", "must be > 0")
+
+    values["scale_down_step"] = _integer(obj, "scale_down_step", "wva", 1)
+    values["default_max_batch"] = _integer(
+        obj, "default_max_batch", "wva", base.default_max_batch
+    )
+    if values["default_max_batch"] < 1:
+        raise InputError("wva.default_max_batch", "must be >= 1")
+    solver = _string(obj, "solver", "wva", "auto")
+    if solver not in ("auto", "milp", "greedy"):
+        raise InputError("wva.solver", f"must be auto, milp or greedy, got {solver!r}")
+    values["solver"] = solver
+    return WvaSettings(**values)
 
 
 def _accelerators(value: Any) -> dict[str, Accelerator]:
@@ -445,4 +783,23 @@ def parse_state(document: Any, policy_override: str | None = None) -> ClusterSta
         variants=_variants(root.get("variants", []), accelerators),
         saturation=per_model,
         default_saturation=default_saturation,
+        service_classes=_service_classes(root.get("service_classes", [])),
+        demand=_demand(root.get("demand", {})),
+        wva=_wva_settings(root.get("wva")),
+    )
+
+
+def hpa_for_variant(state: ClusterState, variant: VariantState) -> HpaResult:
+    """Run the HPA counterfactual of one variant."""
+    return hpa_desired_replicas(
+        HpaInput(
+            current_replicas=variant.current_replicas,
+            min_replicas=variant.min_replicas,
+            max_replicas=variant.max_replicas,
+            pods=variant.hpa_pods(),
+            metrics=variant.hpa_metrics(),
+            now_s=state.now_s,
+            recommendations=variant.hpa.recommendations,
+            behavior=variant.hpa.behavior,
+        )
     )

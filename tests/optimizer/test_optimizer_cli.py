@@ -56,7 +56,7 @@ def minimal_state(**variant_fields: Any) -> dict[str, Any]:
 
 
 def test_example_files_exist() -> None:
-    assert len(sorted(EXAMPLES.glob("*.json"))) == 2
+    assert len(sorted(EXAMPLES.glob("*.json"))) == 3
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.json")), ids=lambda p: p.name)
@@ -123,10 +123,10 @@ def test_duplicate_pod_rejected() -> None:
 
 def test_unsupported_policy_rejected() -> None:
     state = minimal_state()
-    state["policy"] = "wva"
+    state["policy"] = "wva-v3"
     result = decide_json(state)
     assert result.returncode == 2
-    assert "policy: unsupported policy 'wva'" in result.stderr
+    assert "policy: unsupported policy 'wva-v3'" in result.stderr
 
 
 def test_invalid_json_rejected() -> None:
@@ -170,3 +170,122 @@ def test_unknown_fields_ignored() -> None:
     state["extra"] = {"anything": 1}
     result = decide_json(state)
     assert result.returncode == 0, result.stderr
+
+
+def test_wva_example_decisions() -> None:
+    result = run_cli("--input", str(EXAMPLES / "wva-slo-two-models.json"))
+    output = json.loads(result.stdout)
+    rows = by_variant(output)
+    assert output["policy"] == "wva"
+    assert output["solver"] == "milp"
+    assert output["success"] is True
+    assert rows["llama-8b-h100"]["target_replicas"] == 4
+    assert rows["llama-8b-a100"]["target_replicas"] == 3
+    assert rows["qwen-7b-l40s"]["target_replicas"] == 3
+    assert rows["qwen-7b-l40s"]["degraded"] is True
+    assert rows["qwen-7b-a100"]["target_replicas"] == 1
+    assert "no_free_gpu:L40S" in rows["qwen-7b-a100"]["reasons"]
+
+
+def test_wva_policy_option_on_wva_v1_state() -> None:
+    result = run_cli(
+        "--input", str(EXAMPLES / "wva-v1-two-models.json"), "--policy", "wva"
+    )
+    output = json.loads(result.stdout)
+    assert result.returncode == 0, result.stderr
+    assert output["solver"] is None
+    assert "insufficient_data" in output["decisions"][0]["reasons"]
+
+
+def test_other_policies_report_no_solver() -> None:
+    result = decide_json(minimal_state())
+    assert json.loads(result.stdout)["solver"] is None
+
+
+def test_engines_aggregate_into_pod() -> None:
+    state = minimal_state()
+    state["policy"] = "wva"
+    state["variants"][0]["replicas"][0] = {
+        "pod": "a1",
+        "engines": [
+            {
+                "kv_cache_usage": 0.9,
+                "num_requests_waiting": 1,
+                "num_requests_running": 4,
+            },
+            {
+                "kv_cache_usage": 0.1,
+                "num_requests_waiting": 6,
+                "num_requests_running": 5,
+            },
+        ],
+    }
+    result = decide_json(state)
+    row = json.loads(result.stdout)["decisions"][0]
+    # KV 0.9 on one engine saturates the pod although the mean is 0.5
+    assert "saturated:a1" in row["reasons"]
+    assert row["target_replicas"] == 2
+
+
+def test_engine_without_sample_marks_pod_missing() -> None:
+    state = minimal_state()
+    state["policy"] = "wva"
+    state["variants"][0]["replicas"][0] = {
+        "pod": "a1",
+        "engines": [
+            {"kv_cache_usage": 0.1, "num_requests_waiting": 0},
+            {"kv_cache_usage": None, "num_requests_waiting": 0},
+        ],
+    }
+    row = json.loads(decide_json(state).stdout)["decisions"][0]
+    assert row["target_replicas"] == 2
+    assert row["degraded"] is True
+
+
+INVALID_WVA_FIELDS = [
+    (
+        ["variants", 0, "profile"],
+        {"alpha": 7.0, "beta": 0.027},
+        "variants[0].profile.gamma: is required when alpha is set",
+    ),
+    (["variants", 0, "role"], "mixed", "variants[0].role: must be one of"),
+    (
+        ["variants", 0, "scale_down_limit"],
+        {"replicas": 1, "period_s": 0},
+        "variants[0].scale_down_limit.period_s: must be > 0",
+    ),
+    (
+        ["variants", 0, "scale_events"],
+        [{"at_s": 1, "from": 2}],
+        "variants[0].scale_events[0].to: is required",
+    ),
+    (
+        ["service_classes"],
+        [{"name": "c", "ttft_ms": 0, "itl_ms": 20}],
+        "service_classes[0].ttft_ms: must be > 0",
+    ),
+    (
+        ["demand"],
+        {"m": {"arrival_rate": -1}},
+        "demand.m.arrival_rate: must be >= 0",
+    ),
+    (
+        ["wva"],
+        {"scale_up_headroom": 85},
+        "wva.scale_up_headroom: must be > 0 and at most 1",
+    ),
+    (["wva"], {"solver": "cplex"}, "wva.solver: must be auto, milp or greedy"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "message"), INVALID_WVA_FIELDS)
+def test_invalid_wva_field_rejected(path: list[Any], value: Any, message: str) -> None:
+    state = minimal_state()
+    state["policy"] = "wva"
+    target: Any = state
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    result = decide_json(state)
+    assert result.returncode == 2
+    assert message in result.stderr
