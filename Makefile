@@ -31,3 +31,10 @@ test: $(VENV)/.test
 
 clean:
 	rm -rf var/ .pytest_cache
+
+.PHONY: bench-optimizer bench-cycle
+bench-optimizer: $(VENV)/.runtime
+	$(BIN)/python -m optimizer.bench --repeats 10
+
+bench-cycle: $(VENV)/.runtime
+	$(BIN)/python benchmarks/cycle_bench.py --cycles 10 --replicas 8
