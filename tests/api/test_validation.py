@@ -57,6 +57,12 @@ def post_variant(world: World, **changes: Any) -> Any:
     )
 
 
+def post_variant_as_approver(world: World, **changes: Any) -> Any:
+    return client_for(world.u2).post(
+        "/api/v1/variants/", variant_payload(world, **changes), format="json"
+    )
+
+
 # Saturation thresholds of a model.
 
 
@@ -242,7 +248,7 @@ def test_auto_with_hpa_on_workload_400(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(forms, "find_conflicting_hpa", lambda variant: "llama-hpa")
-    response = post_variant(world, mode="auto")
+    response = post_variant_as_approver(world, mode="auto")
     assert response.status_code == 400
     message = response.json()["mode"][0]
     assert "HorizontalPodAutoscaler llama-hpa" in message
@@ -254,7 +260,7 @@ def test_auto_patch_with_hpa_on_workload_400(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(forms, "find_conflicting_hpa", lambda variant: "llama-hpa")
-    response = client_for(world.u1).patch(
+    response = client_for(world.u2).patch(
         f"/api/v1/variants/{world.variant_a.pk}/", {"mode": "auto"}, format="json"
     )
     assert response.status_code == 400
@@ -269,7 +275,7 @@ def test_auto_without_hpa_201(world: World, monkeypatch: pytest.MonkeyPatch) -> 
         "find_conflicting_hpa",
         lambda variant: asked.append(variant.workload_name),
     )
-    response = post_variant(world, mode="auto")
+    response = post_variant_as_approver(world, mode="auto")
     assert response.status_code == 201
     assert asked == ["llama-l40s-a"]
 
@@ -437,5 +443,6 @@ def test_admin_variant_auto_with_hpa_rejected(
 ) -> None:
     monkeypatch.setattr(forms, "find_conflicting_hpa", lambda variant: "llama-hpa")
     form = VariantForm(data=admin_variant_data(world, mode="auto"))
+    form.user = world.u2
     assert not form.is_valid()
     assert "HorizontalPodAutoscaler llama-hpa" in form.errors["mode"][0]

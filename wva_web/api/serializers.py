@@ -2,15 +2,20 @@
 
 Writes run the model's `full_clean` plus the shared catalogue rules in
 `wva_web.catalog.forms`, so the API and the admin give the same messages,
-each keyed by the field it is about.
+each keyed by the field it is about. Number fields reject `true` and
+`false`, NaN and infinity. A stored number that is not finite is returned
+as null, never as a response that fails to render.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import math
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import MaxValueValidator
 from django.db import models
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -46,6 +51,96 @@ class Conflict(exceptions.APIException):
 def _request_user(serializer: serializers.Serializer) -> Any:
     request = serializer.context.get("request")
     return getattr(request, "user", None)
+
+
+def finite_or_none(value: Any) -> float | None:
+    """Return a float for JSON, or None when it is missing, NaN or infinite."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+class StrictFloatField(serializers.FloatField):
+    """A float that rejects booleans and non-finite values, naming the field.
+
+    On output a stored NaN or infinity becomes null.
+    """
+
+    default_error_messages = {
+        **serializers.FloatField.default_error_messages,
+        "invalid": "{field} must be a finite number",
+        "boolean": "{field} must be a number, not {value}",
+        "overflow": "{field} is too large",
+    }
+
+    def fail(self, key: str, **kwargs: Any) -> None:
+        kwargs.setdefault("field", self.field_name or "value")
+        super().fail(key, **kwargs)
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool):
+            self.fail("boolean", value=json.dumps(data))
+        return super().to_internal_value(data)
+
+    def to_representation(self, value: Any) -> float | None:  # type: ignore[override]
+        return finite_or_none(value)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer that rejects booleans, naming the field."""
+
+    default_error_messages = {
+        **serializers.IntegerField.default_error_messages,
+        "invalid": "{field} must be a whole number",
+        "boolean": "{field} must be a whole number, not {value}",
+    }
+
+    def fail(self, key: str, **kwargs: Any) -> None:
+        kwargs.setdefault("field", self.field_name or "value")
+        super().fail(key, **kwargs)
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool):
+            self.fail("boolean", value=json.dumps(data))
+        return super().to_internal_value(data)
+
+
+class StrictModelSerializer(serializers.ModelSerializer):
+    """A model serializer with strict number fields and bounds that name the field.
+
+    DRF turns a model's `MaxValueValidator` into `max_value` with a generic
+    message. Here the model's own validator is kept, so its message (such as
+    "usd_per_gpu_hour must be at most 1,000 USD") reaches the client.
+    """
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.FloatField: StrictFloatField,
+        models.IntegerField: StrictIntegerField,
+        models.SmallIntegerField: StrictIntegerField,
+        models.BigIntegerField: StrictIntegerField,
+        models.PositiveIntegerField: StrictIntegerField,
+        models.PositiveSmallIntegerField: StrictIntegerField,
+        models.PositiveBigIntegerField: StrictIntegerField,
+    }
+
+    def build_standard_field(
+        self, field_name: str, model_field: models.Field
+    ) -> tuple[type, dict[str, Any]]:
+        field_class, kwargs = super().build_standard_field(field_name, model_field)
+        if "max_value" in kwargs:
+            del kwargs["max_value"]
+            upper = [
+                validator
+                for validator in model_field.validators
+                if isinstance(validator, MaxValueValidator)
+            ]
+            kwargs["validators"] = [*kwargs.get("validators", []), *upper[:1]]
+        return field_class, kwargs
 
 
 @extend_schema_field(OpenApiTypes.INT)
@@ -133,7 +228,7 @@ class TeamSerializer(serializers.ModelSerializer):
         fields = ["id", "name"]
 
 
-class AcceleratorSerializer(ModelCleanMixin, serializers.ModelSerializer):
+class AcceleratorSerializer(ModelCleanMixin, StrictModelSerializer):
     class Meta:
         model = Accelerator
         fields = [
@@ -155,7 +250,7 @@ class AcceleratorSerializer(ModelCleanMixin, serializers.ModelSerializer):
         return attrs
 
 
-class ServiceClassSerializer(ModelCleanMixin, serializers.ModelSerializer):
+class ServiceClassSerializer(ModelCleanMixin, StrictModelSerializer):
     class Meta:
         model = ServiceClass
         fields = ["id", "name", "priority", "ttft_ms", "itl_ms", "kind"]
@@ -172,13 +267,13 @@ def _check_operator(user: Any, team: Team) -> None:
         )
 
 
-class InferenceModelSerializer(ModelCleanMixin, serializers.ModelSerializer):
+class InferenceModelSerializer(ModelCleanMixin, StrictModelSerializer):
     team = ScopedPrimaryKeyField(access.visible_teams, "team")
     # Declared without range validators so the shared rules give the message.
-    kv_cache_threshold = serializers.FloatField(required=False)
-    queue_length_threshold = serializers.FloatField(required=False)
-    kv_spare_trigger = serializers.FloatField(required=False)
-    queue_spare_trigger = serializers.FloatField(required=False)
+    kv_cache_threshold = StrictFloatField(required=False)
+    queue_length_threshold = StrictFloatField(required=False)
+    kv_spare_trigger = StrictFloatField(required=False)
+    queue_spare_trigger = StrictFloatField(required=False)
 
     class Meta:
         model = InferenceModel
@@ -240,7 +335,7 @@ class ConditionSerializer(serializers.Serializer):
     since = serializers.CharField(allow_null=True)
 
 
-class VariantStateSerializer(serializers.ModelSerializer):
+class VariantStateSerializer(StrictModelSerializer):
     conditions = serializers.SerializerMethodField()
 
     class Meta:
@@ -274,13 +369,21 @@ class VariantStateSerializer(serializers.ModelSerializer):
 WORKLOAD_FIELDS = ("namespace", "kind", "workload_name")
 
 
-class VariantSerializer(ModelCleanMixin, serializers.ModelSerializer):
+def _replica_cost(variant: Variant) -> float | None:
+    """Return price times GPUs; None when the product overflows or is not a number."""
+    try:
+        return float(variant.usd_per_replica_hour)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+class VariantSerializer(ModelCleanMixin, StrictModelSerializer):
     model = ScopedPrimaryKeyField(access.visible_models, "model")
     model_name = serializers.CharField(source="model.name", read_only=True)
     team = serializers.CharField(source="model.team.name", read_only=True)
     accelerator = AcceleratorRefField(queryset=Accelerator.objects.all())
     accelerator_name = serializers.CharField(source="accelerator.name", read_only=True)
-    usd_per_replica_hour = serializers.FloatField(read_only=True)
+    usd_per_replica_hour = serializers.SerializerMethodField()
     state = serializers.SerializerMethodField()
     warnings = serializers.SerializerMethodField()
 
@@ -325,18 +428,33 @@ class VariantSerializer(ModelCleanMixin, serializers.ModelSerializer):
             return None
         return VariantStateSerializer(state).data
 
+    @extend_schema_field(OpenApiTypes.FLOAT)
+    def get_usd_per_replica_hour(self, variant: Variant) -> float | None:
+        """Return the cost per replica-hour; null when the stored price overflows."""
+        return finite_or_none(_replica_cost(variant))
+
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_warnings(self, variant: Variant) -> list[str]:
-        return forms.variant_warnings(
+        warnings = forms.variant_warnings(
             {"max_num_seqs": variant.max_num_seqs, "hpa_metrics": variant.hpa_metrics}
         )
+        if finite_or_none(_replica_cost(variant)) is None:
+            warnings.append(
+                "usd_per_replica_hour: the cost per replica-hour is not a finite "
+                f"number (usd_per_gpu_hour of {variant.accelerator.name} times "
+                f"{variant.gpus_per_replica} GPUs), so it is shown as null. Correct "
+                "the accelerator's usd_per_gpu_hour"
+            )
+        return warnings
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         user = _request_user(self)
         values = self.merged_values(attrs)
-        _check_operator(user, (attrs.get("model") or self.instance.model).team)
+        team = (attrs.get("model") or self.instance.model).team
+        _check_operator(user, team)
         if self.instance is not None and "model" in attrs:
             _check_operator(user, self.instance.model.team)
+        self._check_mode(user, team, values)
         errors = forms.variant_errors(values)
         if errors:
             raise serializers.ValidationError(errors)
@@ -344,6 +462,18 @@ class VariantSerializer(ModelCleanMixin, serializers.ModelSerializer):
         self._check_workload(values, user)
         self._check_hpa(candidate, attrs)
         return attrs
+
+    def _check_mode(self, user: Any, team: Team, values: dict[str, Any]) -> None:
+        """Return 403 when an operator would put the variant in mode auto."""
+        if values.get("mode") != Variant.Mode.AUTO:
+            return
+        previous_mode, previous_team_id = None, None
+        if self.instance is not None:
+            previous_mode = self.instance.mode
+            previous_team_id = self.instance.model.team_id
+        message = forms.auto_mode_error(user, team, previous_mode, previous_team_id)
+        if message:
+            raise exceptions.PermissionDenied(message)
 
     def _check_workload(self, values: dict[str, Any], user: Any) -> None:
         pk = self.instance.pk if self.instance is not None else None
@@ -374,7 +504,7 @@ class ScaleActionSerializer(serializers.ModelSerializer):
     requested_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     effective_replicas = serializers.IntegerField(read_only=True)
-    usd_per_hour_change = serializers.FloatField(read_only=True)
+    usd_per_hour_change = StrictFloatField(read_only=True, allow_null=True)
 
     class Meta:
         model = ScaleAction
@@ -407,7 +537,7 @@ class ScaleActionSerializer(serializers.ModelSerializer):
 
 class ManualActionSerializer(serializers.Serializer):
     variant = ScopedPrimaryKeyField(access.visible_variants, "variant")
-    to_replicas = serializers.IntegerField(min_value=0)
+    to_replicas = StrictIntegerField(min_value=0, max_value=10_000)
 
 
 class RejectSerializer(serializers.Serializer):
@@ -415,13 +545,23 @@ class RejectSerializer(serializers.Serializer):
 
 
 class OverrideSerializer(serializers.Serializer):
-    replicas = serializers.IntegerField(min_value=0)
-    duration_s = serializers.FloatField(
+    replicas = StrictIntegerField(min_value=0, max_value=10_000)
+    duration_s = StrictFloatField(
         required=False, allow_null=True, min_value=1.0, max_value=7 * 86400.0
     )
 
 
+def expanded(serializer: serializers.Serializer) -> bool:
+    """Return True unless the view asked to leave out the large JSON fields.
+
+    List views set `expand` in the context to False unless `?expand=1`.
+    """
+    return bool(serializer.context.get("expand", True))
+
+
 class DecisionSerializer(serializers.ModelSerializer):
+    """A decision. Lists leave out `analysis` unless `?expand=1`."""
+
     variant_name = serializers.CharField(source="variant.name", read_only=True)
 
     class Meta:
@@ -443,12 +583,26 @@ class DecisionSerializer(serializers.ModelSerializer):
             "message",
         ]
 
+    def to_representation(self, instance: Decision) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if not expanded(self):
+            data.pop("analysis", None)
+        return data
 
+
+# Large JSON fields of a cycle, left out of lists unless `?expand=1`.
+CYCLE_LARGE_FIELDS = ("inputs", "outputs")
 # Raw cycle records name every team's variants and pods: superusers only.
 CYCLE_RAW_FIELDS = ("inputs", "outputs", "errors")
 
 
 class ControlCycleSerializer(serializers.ModelSerializer):
+    """A cycle with its visible decisions.
+
+    Lists leave out `inputs`, `outputs` and each decision's `analysis` unless
+    `?expand=1`, because one cycle of a large fleet stores hundreds of kB.
+    """
+
     decisions = serializers.SerializerMethodField()
     error_count = serializers.SerializerMethodField()
 
@@ -475,7 +629,7 @@ class ControlCycleSerializer(serializers.ModelSerializer):
             decisions = access.visible_decisions(_request_user(self)).filter(
                 cycle=cycle
             )
-        return DecisionSerializer(decisions, many=True).data
+        return DecisionSerializer(decisions, many=True, context=self.context).data
 
     @extend_schema_field(OpenApiTypes.INT)
     def get_error_count(self, cycle: ControlCycle) -> int:
@@ -486,10 +640,13 @@ class ControlCycleSerializer(serializers.ModelSerializer):
         if not access.is_superuser(_request_user(self)):
             for name in CYCLE_RAW_FIELDS:
                 data.pop(name, None)
+        if not expanded(self):
+            for name in CYCLE_LARGE_FIELDS:
+                data.pop(name, None)
         return data
 
 
-class MetricSampleSerializer(serializers.ModelSerializer):
+class MetricSampleSerializer(StrictModelSerializer):
     class Meta:
         model = MetricSample
         fields = [

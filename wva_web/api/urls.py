@@ -3,6 +3,7 @@
 from django.urls import URLPattern, URLResolver, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 from rest_framework.authtoken.views import obtain_auth_token
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.routers import DefaultRouter
 
 from wva_web.api import views
@@ -20,9 +21,20 @@ router.register("scale-actions", views.ScaleActionViewSet, basename="scale-actio
 router.register("audit-log", views.AuditLogViewSet, basename="audit-log")
 
 urlpatterns: list[URLPattern | URLResolver] = [
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # The schema and its browser need a signed-in user, like every endpoint.
+    path(
+        "schema/",
+        SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]),
+        name="api-schema",
+    ),
     # Redoc's script comes from drf-spectacular-sidecar's static files.
-    path("docs/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "docs/",
+        SpectacularRedocView.as_view(
+            url_name="api-schema", permission_classes=[IsAuthenticated]
+        ),
+        name="api-docs",
+    ),
     # POST username and password (form or JSON) to get the user's API token.
     path("auth/token/", obtain_auth_token, name="api-token"),
     *router.urls,

@@ -3,7 +3,10 @@
 Every queryset comes from `wva_web.catalog.access`, scoped to the user's
 teams before any handler runs. State changes of scale actions go through
 `wva_web.control.actions`. The views only translate its errors into HTTP
-responses (404, 403, 409, 400).
+responses (404, 403, 409, 400). Catalogue writes also write an audit row
+(`wva_web.catalog.audit`) in the same transaction. Lists take `?page_size=`
+(at most 200) and, for cycles and decisions, `?expand=1` to include the
+large JSON fields.
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
-from wva_web.api import filters, permissions, serializers
-from wva_web.catalog import access
+from wva_web.api import filters, pagination, permissions, serializers
+from wva_web.catalog import access, audit, deletion
 from wva_web.catalog.models import Accelerator, ServiceClass
 from wva_web.control import actions
 from wva_web.control.models import ScaleAction
@@ -46,8 +49,30 @@ def call_action(
         raise exceptions.PermissionDenied(str(exc)) from exc
 
 
+EXPAND_VALUES = ("1", "true", "yes")
+
+
+class PagedMixin:
+    """Page sizes up to 200 with `?page_size=`, and `?expand=1` on lists."""
+
+    pagination_class = pagination.ConsolePagination
+
+    def get_serializer_context(self) -> dict[str, Any]:
+        context = super().get_serializer_context()  # type: ignore[misc]
+        context["expand"] = self.wants_expanded()
+        return context
+
+    def wants_expanded(self) -> bool:
+        """Return True on detail routes and on lists with `?expand=1`."""
+        if getattr(self, "action", None) != "list":
+            return True
+        request = self.request  # type: ignore[attr-defined]
+        value = request.query_params.get("expand", "")
+        return value.lower() in EXPAND_VALUES
+
+
 class AtomicWriteMixin:
-    """Save in one transaction, and return 409 for a unique or protected row."""
+    """Save and audit in one transaction; return 409 for a unique or protected row."""
 
     def perform_create(self, serializer: BaseSerializer) -> None:
         self._save(serializer)
@@ -56,18 +81,32 @@ class AtomicWriteMixin:
         self._save(serializer)
 
     def perform_destroy(self, instance: Model) -> None:
+        before = audit.snapshot(instance)
+        kind, object_id, label = audit.object_type(instance), instance.pk, str(instance)
         try:
             with transaction.atomic():
                 instance.delete()
+                audit.record_delete(self._actor(), kind, object_id, label, before)
+        except deletion.VariantHistoryProtected as exc:
+            raise serializers.Conflict(exc.args[0]) from exc
         except ProtectedError as exc:
             raise serializers.Conflict(
                 f"{instance} is still used by {len(exc.protected_objects)} row(s)"
             ) from exc
 
+    def _actor(self) -> Any:
+        return self.request.user  # type: ignore[attr-defined]
+
     def _save(self, serializer: BaseSerializer) -> None:
+        stored = serializer.instance
+        before = audit.snapshot(stored) if stored is not None else None
         try:
             with transaction.atomic():
-                serializer.save()
+                saved = serializer.save()
+                if before is None:
+                    audit.record_create(self._actor(), saved)
+                else:
+                    audit.record_update(self._actor(), saved, before)
         except IntegrityError as exc:
             logger.info("write rejected by a database constraint: %s", exc)
             raise serializers.Conflict(
@@ -76,14 +115,14 @@ class AtomicWriteMixin:
             ) from exc
 
 
-class TeamViewSet(viewsets.ReadOnlyModelViewSet):
+class TeamViewSet(PagedMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = serializers.TeamSerializer
 
     def get_queryset(self) -> QuerySet:
         return access.visible_teams(self.request.user).order_by("name")
 
 
-class AcceleratorViewSet(AtomicWriteMixin, viewsets.ModelViewSet):
+class AcceleratorViewSet(PagedMixin, AtomicWriteMixin, viewsets.ModelViewSet):
     serializer_class = serializers.AcceleratorSerializer
     permission_classes = [
         *viewsets.ModelViewSet.permission_classes,
@@ -93,7 +132,7 @@ class AcceleratorViewSet(AtomicWriteMixin, viewsets.ModelViewSet):
     filterset_fields = ["vendor", "name"]
 
 
-class ServiceClassViewSet(AtomicWriteMixin, viewsets.ModelViewSet):
+class ServiceClassViewSet(PagedMixin, AtomicWriteMixin, viewsets.ModelViewSet):
     serializer_class = serializers.ServiceClassSerializer
     permission_classes = [
         *viewsets.ModelViewSet.permission_classes,
@@ -103,7 +142,7 @@ class ServiceClassViewSet(AtomicWriteMixin, viewsets.ModelViewSet):
     filterset_fields = ["kind", "priority"]
 
 
-class InferenceModelViewSet(AtomicWriteMixin, viewsets.ModelViewSet):
+class InferenceModelViewSet(PagedMixin, AtomicWriteMixin, viewsets.ModelViewSet):
     serializer_class = serializers.InferenceModelSerializer
     permission_classes = [
         *viewsets.ModelViewSet.permission_classes,
@@ -115,7 +154,7 @@ class InferenceModelViewSet(AtomicWriteMixin, viewsets.ModelViewSet):
         return access.visible_models(self.request.user).select_related("team")
 
 
-class VariantViewSet(AtomicWriteMixin, viewsets.ModelViewSet):
+class VariantViewSet(PagedMixin, AtomicWriteMixin, viewsets.ModelViewSet):
     serializer_class = serializers.VariantSerializer
     permission_classes = [
         *viewsets.ModelViewSet.permission_classes,
@@ -128,8 +167,16 @@ class VariantViewSet(AtomicWriteMixin, viewsets.ModelViewSet):
             "model__team", "accelerator", "state"
         )
 
+    def perform_destroy(self, instance: Model) -> None:
+        """Reject with 409 a delete that would erase scale actions or decisions."""
+        message = deletion.delete_error(instance)
+        if message is not None:
+            raise serializers.Conflict(message)
+        super().perform_destroy(instance)
+
 
 class ScaleActionViewSet(
+    PagedMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -237,7 +284,7 @@ def _action_id(pk: str | None) -> int:
     return int(pk)
 
 
-class DecisionViewSet(viewsets.ReadOnlyModelViewSet):
+class DecisionViewSet(PagedMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = serializers.DecisionSerializer
     filterset_class = filters.DecisionFilter
 
@@ -245,7 +292,7 @@ class DecisionViewSet(viewsets.ReadOnlyModelViewSet):
         return access.visible_decisions(self.request.user).select_related("variant")
 
 
-class ControlCycleViewSet(viewsets.ReadOnlyModelViewSet):
+class ControlCycleViewSet(PagedMixin, viewsets.ReadOnlyModelViewSet):
     """Control cycles, each with the decisions the user may see."""
 
     serializer_class = serializers.ControlCycleSerializer
@@ -255,12 +302,15 @@ class ControlCycleViewSet(viewsets.ReadOnlyModelViewSet):
         decisions = access.visible_decisions(self.request.user).select_related(
             "variant"
         )
-        return access.visible_cycles(self.request.user).prefetch_related(
+        cycles = access.visible_cycles(self.request.user).prefetch_related(
             Prefetch("decisions", queryset=decisions, to_attr="visible_decisions")
         )
+        if not self.wants_expanded():
+            cycles = cycles.defer(*serializers.CYCLE_LARGE_FIELDS)
+        return cycles
 
 
-class MetricSampleViewSet(viewsets.ReadOnlyModelViewSet):
+class MetricSampleViewSet(PagedMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = serializers.MetricSampleSerializer
     filterset_class = filters.MetricSampleFilter
 
@@ -268,7 +318,7 @@ class MetricSampleViewSet(viewsets.ReadOnlyModelViewSet):
         return access.visible_samples(self.request.user)
 
 
-class AuditLogViewSet(viewsets.ReadOnlyModelViewSet):
+class AuditLogViewSet(PagedMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = serializers.AuditLogSerializer
     filterset_class = filters.AuditLogFilter
 

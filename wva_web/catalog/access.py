@@ -141,7 +141,10 @@ def visible_cycles(user: AnyUser | None) -> QuerySet[ControlCycle]:
 
 
 def visible_audit(user: AnyUser | None) -> QuerySet[AuditLog]:
-    """Return audit rows about the user's teams' actions and variants, or by them."""
+    """Return audit rows about the user's teams' actions, variants and models.
+
+    Rows whose actor is the user are included too.
+    """
     if is_superuser(user):
         return AuditLog.objects.all()
     if not _is_member_candidate(user):
@@ -152,8 +155,14 @@ def visible_audit(user: AnyUser | None) -> QuerySet[AuditLog]:
     variant_ids = (
         visible_variants(user).annotate(key=Cast("pk", CharField())).values("key")
     )
+    model_ids = (
+        visible_models(user).annotate(key=Cast("pk", CharField())).values("key")
+    )
+    # NOTE: rows about a deleted variant or model match no visible id, so only
+    # their actor and superusers see them.
     return AuditLog.objects.filter(
         Q(object_type="scale_action", object_id__in=action_ids)
         | Q(object_type="variant", object_id__in=variant_ids)
+        | Q(object_type="inference_model", object_id__in=model_ids)
         | Q(actor=user)
     )

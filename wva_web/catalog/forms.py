@@ -4,32 +4,24 @@ The model's own `full_clean` checks single fields. The rules here add the
 ones that catch a configuration which makes scaling impossible or constant:
 a threshold given in percent, a spare trigger at or above its threshold, or
 `max_replicas` 0. They also reject a second variant on one workload and a
-variant set to `auto` while an HPA already scales its workload. Each
-message names the field and the fix.
+variant set to `auto` while an HPA already scales its workload, or by a
+user without the approver role in its team. Each message names the field
+and the fix. Single-field rules on numbers, text and JSON live in
+`wva_web.catalog.validators`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from django import forms
 
-from wva_web.catalog.models import InferenceModel, Variant
+from wva_web.catalog import access, validators
+from wva_web.catalog.models import InferenceModel, Role, Team, Variant
 
 logger = logging.getLogger(__name__)
-
-# Per-pod metrics the HPA counterfactual understands, and whether the
-# target is a fraction (0 to 1).
-HPA_METRICS = {
-    "kv_cache_usage": True,
-    "num_requests_waiting": False,
-    "num_requests_running": False,
-}
-HPA_METRIC_KEYS = {"metric", "target_average_value"}
-
 
 def _number(values: Mapping[str, Any], name: str) -> float | None:
     value = values.get(name)
@@ -104,37 +96,14 @@ def variant_errors(values: Mapping[str, Any]) -> dict[str, str]:
             f"max_replicas ({high}) must not be below min_replicas ({low})"
         )
     if "hpa_metrics" in values and (
-        message := _hpa_metrics_error(values["hpa_metrics"])
+        message := validators.hpa_metrics_error(values["hpa_metrics"])
     ):
-        errors["hpa_metrics"] = message
+        errors["hpa_metrics"] = f"hpa_metrics {message}"
+    if "profile" in values and (
+        message := validators.profile_error(values["profile"])
+    ):
+        errors["profile"] = f"profile {message}"
     return errors
-
-
-def _hpa_metrics_error(metrics: Any) -> str | None:
-    if not isinstance(metrics, list):
-        return "must be a list of {metric, target_average_value} objects"
-    known = ", ".join(sorted(HPA_METRICS))
-    for index, entry in enumerate(metrics):
-        if not isinstance(entry, dict) or set(entry) != HPA_METRIC_KEYS:
-            return (
-                f"entry {index} must have exactly the keys metric and "
-                "target_average_value"
-            )
-        name, target = entry["metric"], entry["target_average_value"]
-        if name not in HPA_METRICS:
-            return f"entry {index}: unknown metric {name!r}. Use one of {known}"
-        if isinstance(target, bool) or not isinstance(target, int | float):
-            return f"entry {index}: target_average_value must be a number"
-        if not math.isfinite(target) or target <= 0:
-            return (
-                f"entry {index}: target_average_value must be a finite number above 0"
-            )
-        if HPA_METRICS[name] and target > 1:
-            return (
-                f"entry {index}: {name} is a fraction. "
-                f"Use {target / 100:g} for {target:g}%"
-            )
-    return None
 
 
 def variant_warnings(values: Mapping[str, Any]) -> list[str]:
@@ -215,6 +184,30 @@ def hpa_conflict_error(variant: Variant) -> str | None:
     )
 
 
+def auto_mode_error(
+    user: Any,
+    team: Team,
+    previous_mode: str | None,
+    previous_team_id: int | None,
+) -> str | None:
+    """Return a message when the user may not put a variant of `team` in mode auto.
+
+    In mode auto the control cycle applies its scale actions without an
+    approval, so choosing it needs the approver role in the variant's team.
+    A variant that stays in auto in the same team needs no new check, so an
+    operator may still change its replica bounds (the change is audited).
+    """
+    if previous_mode == Variant.Mode.AUTO and previous_team_id == team.pk:
+        return None
+    if access.has_role(user, team.pk, Role.APPROVER):
+        return None
+    return (
+        f"setting mode auto needs the approver role in team {team}, because the "
+        "control cycle then applies scale actions without an approval. Keep mode "
+        "approval, or ask an approver of the team to switch the mode"
+    )
+
+
 def _values(form: forms.ModelForm) -> dict[str, Any]:
     values = {name: getattr(form.instance, name, None) for name in form.fields}
     values.update(form.cleaned_data)
@@ -277,11 +270,15 @@ class VariantForm(DeduplicatedErrorsMixin, forms.ModelForm):
             "pinned_until",
         ]
 
+    # The admin sets the signed-in user, whose role the mode rule checks.
+    user: Any = None
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         for field, message in variant_errors(_values(self)).items():
             if field in self.fields and field not in self.errors:
                 self.add_error(field, message)
+        self._check_mode(cleaned)
         workload = [
             cleaned.get(name) for name in ("namespace", "kind", "workload_name")
         ]
@@ -294,3 +291,22 @@ class VariantForm(DeduplicatedErrorsMixin, forms.ModelForm):
             if message := hpa_conflict_error(candidate):
                 self.add_error("mode", message)
         return cleaned
+
+    def _check_mode(self, cleaned: dict[str, Any]) -> None:
+        model = cleaned.get("model")
+        if cleaned.get("mode") != Variant.Mode.AUTO or model is None:
+            return
+        previous_mode, previous_team_id = None, None
+        if self.instance.pk is not None:
+            stored = (
+                Variant.objects.filter(pk=self.instance.pk)
+                .values_list("mode", "model__team_id")
+                .first()
+            )
+            if stored is not None:
+                previous_mode, previous_team_id = stored
+        message = auto_mode_error(
+            self.user, model.team, previous_mode, previous_team_id
+        )
+        if message:
+            self.add_error("mode", message)

@@ -11,19 +11,25 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from wva_web.catalog.validators import (
+    FiniteNumber,
+    LabelText,
+    at_most,
+    free_text,
+    validate_hpa_metrics,
+    validate_profile,
+)
+
 # RFC 1123 label (namespaces) and subdomain (workload names), as Kubernetes
-# validates them.
+# validates them. The patterns end in \Z because `$` also matches before a
+# trailing newline.
 dns_label = RegexValidator(
-    r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+    r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z",
     "must be a lowercase RFC 1123 label: a-z, 0-9 and '-', at most 63 characters",
 )
 dns_subdomain = RegexValidator(
-    r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+    r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z",
     "must be a lowercase RFC 1123 name: a-z, 0-9, '-' and '.', at most 253 characters",
-)
-# Printable text without control characters, for values used as labels.
-label_text = RegexValidator(
-    r"^[^\x00-\x1f\x7f]+$", "must not contain control characters such as a newline"
 )
 non_negative = MinValueValidator(0)
 fraction = [MinValueValidator(0.0), MaxValueValidator(1.0)]
@@ -71,20 +77,56 @@ class Membership(models.Model):
 class Accelerator(models.Model):
     """A GPU type: its unit cost, power curve and the count available."""
 
-    name = models.CharField(max_length=64, unique=True, validators=[label_text])
-    vendor = models.CharField(max_length=32, default="NVIDIA", validators=[label_text])
+    name = models.CharField(max_length=64, unique=True, validators=[LabelText("name")])
+    vendor = models.CharField(
+        max_length=32, default="NVIDIA", validators=[LabelText("vendor")]
+    )
     # Value of the node label (nvidia.com/gpu.product or the vendor's
     # equivalent) that identifies this type in the cluster.
-    node_label_value = models.CharField(max_length=128, blank=True, validators=[label_text])
-    memory_gb = models.FloatField(validators=[MinValueValidator(0.1)])
-    usd_per_gpu_hour = models.FloatField(validators=[non_negative])
-    power_idle_w = models.FloatField(validators=[non_negative])
-    power_mid_w = models.FloatField(validators=[non_negative])
-    power_full_w = models.FloatField(validators=[non_negative])
+    node_label_value = models.CharField(
+        max_length=128, blank=True, validators=[LabelText("node_label_value")]
+    )
+    memory_gb = models.FloatField(
+        validators=[
+            MinValueValidator(0.1),
+            at_most(4096, "memory_gb", "GB"),
+            FiniteNumber("memory_gb"),
+        ]
+    )
+    usd_per_gpu_hour = models.FloatField(
+        validators=[
+            non_negative,
+            at_most(1000, "usd_per_gpu_hour", "USD"),
+            FiniteNumber("usd_per_gpu_hour"),
+        ]
+    )
+    power_idle_w = models.FloatField(
+        validators=[
+            non_negative,
+            at_most(5000, "power_idle_w", "W"),
+            FiniteNumber("power_idle_w"),
+        ]
+    )
+    power_mid_w = models.FloatField(
+        validators=[
+            non_negative,
+            at_most(5000, "power_mid_w", "W"),
+            FiniteNumber("power_mid_w"),
+        ]
+    )
+    power_full_w = models.FloatField(
+        validators=[
+            non_negative,
+            at_most(5000, "power_full_w", "W"),
+            FiniteNumber("power_full_w"),
+        ]
+    )
     # Budget of GPUs of this type the console may use; null means unknown,
     # which is never read as zero.
-    gpus_available = models.PositiveIntegerField(null=True, blank=True)
-    source = models.TextField(blank=True)
+    gpus_available = models.PositiveIntegerField(
+        null=True, blank=True, validators=[at_most(1_000_000, "gpus_available")]
+    )
+    source = models.TextField(blank=True, validators=[free_text("source")])
 
     class Meta:
         ordering = ["name"]
@@ -108,10 +150,24 @@ class ServiceClass(models.Model):
         INTERACTIVE = "interactive", "interactive"
         BATCH = "batch", "batch"
 
-    name = models.CharField(max_length=64, unique=True, validators=[label_text])
-    priority = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
-    ttft_ms = models.FloatField(validators=[MinValueValidator(1.0)])
-    itl_ms = models.FloatField(validators=[MinValueValidator(1.0)])
+    name = models.CharField(max_length=64, unique=True, validators=[LabelText("name")])
+    priority = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), at_most(1000, "priority")]
+    )
+    ttft_ms = models.FloatField(
+        validators=[
+            MinValueValidator(1.0),
+            at_most(3_600_000, "ttft_ms", "ms"),
+            FiniteNumber("ttft_ms"),
+        ]
+    )
+    itl_ms = models.FloatField(
+        validators=[
+            MinValueValidator(1.0),
+            at_most(3_600_000, "itl_ms", "ms"),
+            FiniteNumber("itl_ms"),
+        ]
+    )
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.INTERACTIVE)
 
     class Meta:
@@ -130,17 +186,35 @@ class Policy(models.TextChoices):
 class InferenceModel(models.Model):
     """A base model served to users, with the saturation thresholds of its variants."""
 
-    name = models.CharField(max_length=200, unique=True, validators=[label_text])
+    name = models.CharField(max_length=200, unique=True, validators=[LabelText("name")])
     team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="models")
     service_class = models.ForeignKey(
         ServiceClass, on_delete=models.PROTECT, related_name="models"
     )
     # Empty: use the global default policy (WVA_POLICY).
     policy = models.CharField(max_length=16, choices=Policy.choices, blank=True)
-    kv_cache_threshold = models.FloatField(default=0.80, validators=fraction)
-    queue_length_threshold = models.FloatField(default=5.0, validators=[MinValueValidator(1.0)])
-    kv_spare_trigger = models.FloatField(default=0.10, validators=fraction)
-    queue_spare_trigger = models.FloatField(default=3.0, validators=[non_negative])
+    kv_cache_threshold = models.FloatField(
+        default=0.80, validators=[*fraction, FiniteNumber("kv_cache_threshold")]
+    )
+    queue_length_threshold = models.FloatField(
+        default=5.0,
+        validators=[
+            MinValueValidator(1.0),
+            at_most(100_000, "queue_length_threshold", "waiting requests"),
+            FiniteNumber("queue_length_threshold"),
+        ],
+    )
+    kv_spare_trigger = models.FloatField(
+        default=0.10, validators=[*fraction, FiniteNumber("kv_spare_trigger")]
+    )
+    queue_spare_trigger = models.FloatField(
+        default=3.0,
+        validators=[
+            non_negative,
+            at_most(100_000, "queue_spare_trigger", "waiting requests"),
+            FiniteNumber("queue_spare_trigger"),
+        ],
+    )
 
     class Meta:
         ordering = ["name"]
@@ -201,28 +275,48 @@ class Variant(models.Model):
         STATEFUL_SET = "StatefulSet", "StatefulSet"
         LEADER_WORKER_SET = "LeaderWorkerSet", "LeaderWorkerSet"
 
-    name = models.CharField(max_length=128, unique=True, validators=[label_text])
+    name = models.CharField(max_length=128, unique=True, validators=[LabelText("name")])
     model = models.ForeignKey(InferenceModel, on_delete=models.PROTECT, related_name="variants")
     accelerator = models.ForeignKey(
         Accelerator, on_delete=models.PROTECT, related_name="variants"
     )
     gpus_per_replica = models.PositiveSmallIntegerField(
-        default=1, validators=[MinValueValidator(1)]
+        default=1, validators=[MinValueValidator(1), at_most(64, "gpus_per_replica")]
     )
-    max_num_seqs = models.PositiveIntegerField(default=256, validators=[MinValueValidator(1)])
-    max_model_len = models.PositiveIntegerField(default=8192, validators=[MinValueValidator(1)])
-    max_num_batched_tokens = models.PositiveIntegerField(null=True, blank=True)
+    max_num_seqs = models.PositiveIntegerField(
+        default=256, validators=[MinValueValidator(1), at_most(100_000, "max_num_seqs")]
+    )
+    max_model_len = models.PositiveIntegerField(
+        default=8192,
+        validators=[
+            MinValueValidator(1),
+            at_most(10_000_000, "max_model_len", "tokens"),
+        ],
+    )
+    max_num_batched_tokens = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[at_most(10_000_000, "max_num_batched_tokens", "tokens")],
+    )
     # Latency profile in ms: decode step alpha + beta * batch, prefill
     # gamma + delta * input tokens * batch; kv_tokens is the KV pool size.
-    profile = models.JSONField(default=default_profile, blank=True)
-    min_replicas = models.PositiveIntegerField(default=1)
-    max_replicas = models.PositiveIntegerField(default=4)
+    profile = models.JSONField(
+        default=default_profile, blank=True, validators=[validate_profile]
+    )
+    min_replicas = models.PositiveIntegerField(
+        default=1, validators=[at_most(10_000, "min_replicas")]
+    )
+    max_replicas = models.PositiveIntegerField(
+        default=4, validators=[at_most(10_000, "max_replicas")]
+    )
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.APPROVAL)
     namespace = models.CharField(max_length=63, validators=[dns_label])
     kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.DEPLOYMENT)
     workload_name = models.CharField(max_length=253, validators=[dns_subdomain])
     # Metrics of the HPA counterfactual: per-pod metric name and target.
-    hpa_metrics = models.JSONField(default=default_hpa_metrics, blank=True)
+    hpa_metrics = models.JSONField(
+        default=default_hpa_metrics, blank=True, validators=[validate_hpa_metrics]
+    )
     # A manual override pins the replica count until this time.
     pinned_replicas = models.PositiveIntegerField(null=True, blank=True)
     pinned_until = models.DateTimeField(null=True, blank=True)

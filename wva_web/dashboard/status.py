@@ -10,10 +10,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from django.db.models import Max
 from django.utils import timezone
 
 from wva_web.catalog.models import Variant
-from wva_web.control.models import Decision, VariantState
+from wva_web.control.models import ControlCycle, Decision, VariantState
 from wva_web.integrations import leader
 from wva_web.integrations.kube import DESIRED_METRIC
 
@@ -275,3 +277,45 @@ def read_only_banner() -> ReadOnlyBanner | None:
     if row is None or holder is None:
         return None
     return ReadOnlyBanner(holder=holder, detail=row.detail, checked_at=row.checked_at)
+
+
+# A finished cycle older than this many cycle periods means the Celery worker
+# or beat has stopped.
+STALLED_AFTER_PERIODS = 3
+
+
+@dataclass(frozen=True)
+class StalledCyclesBanner:
+    """The warning every page shows when control cycles have stopped finishing."""
+
+    seconds: int
+    last_finished_at: dt.datetime
+
+    @property
+    def text(self) -> str:
+        return (
+            f"No control cycle has finished for {self.seconds} s: check that the "
+            "Celery worker and beat are running."
+        )
+
+
+def stalled_cycles_banner(
+    last_finished_at: dt.datetime | None, now: dt.datetime | None = None
+) -> StalledCyclesBanner | None:
+    """Return the banner when the last finished cycle is older than 3 cycle periods.
+
+    NOTE: with no finished cycle at all (a fresh install) there is no banner;
+    the page footer then shows that no control cycle has finished yet.
+    """
+    if last_finished_at is None:
+        return None
+    now = now or timezone.now()
+    age_s = (now - last_finished_at).total_seconds()
+    if age_s <= STALLED_AFTER_PERIODS * float(settings.WVA_CYCLE_PERIOD_S):
+        return None
+    return StalledCyclesBanner(seconds=int(age_s), last_finished_at=last_finished_at)
+
+
+def last_finished_at() -> dt.datetime | None:
+    """Return when the latest control cycle finished, or None before the first."""
+    return ControlCycle.objects.aggregate(last=Max("finished_at"))["last"]
