@@ -212,3 +212,6 @@ WVA_LEADER_NAMESPACE = env.str("WVA_LEADER_NAMESPACE", default="llm")
 WVA_LEADER_LEASE_S = env.float(
     "WVA_LEADER_LEASE_S", default=max(3 * WVA_CYCLE_PERIOD_S, WVA_CYCLE_LOCK_S)
 )
+# An approved action still not applied after this many seconds fails with
+# apply_timeout, so a lost apply task cannot freeze its model.
+WVA_APPLY_DEADLINE_S = env.float("WVA_APPLY_DEADLINE_S", default=600.0)

@@ -234,16 +234,20 @@ def test_unknown_inventory_does_not_block(make_model, make_variant, kube, run_cy
 
 @pytest.mark.parametrize("status", [403, 404, 503])
 def test_kube_error_holds_model(make_model, make_variant, kube, run_cycle, status):
-    # Given reading the scale subresource of A fails.
+    # Given A read at 3 replicas by one cycle, then reading its scale fails.
     model = make_model()
     make_variant(model, "a", "L40S")
     kube.add("a", 3, [FakePod(f"a{i}") for i in range(3)])
+    run_cycle(FakeMetrics({f"a{i}": exposition(kv=0.5) for i in range(3)}))
     kube.failures["read_namespaced_deployment_scale"] = status
-    # When the cycle runs.
-    cycle = run_cycle(FakeMetrics({}))
-    # Then the cycle is partial, holds, and makes no action.
+    # When the next cycle runs.
+    cycle = run_cycle(FakeMetrics({}), NOW + dt.timedelta(seconds=30))
+    # Then the cycle is partial, holds at the last known 3, and makes no action.
     assert cycle.status == "partial"
     assert decision(cycle, "a").bound_by == "missing_data"
+    assert decision(cycle, "a").current_replicas == 3
+    assert decision(cycle, "a").target_replicas == 3
+    assert "kube_unavailable" in decision(cycle, "a").reasons
     assert "kube_error:a" in decision(cycle, "a").reasons
     assert decision(cycle, "a").hpa_target_replicas is None
     assert ScaleAction.objects.count() == 0

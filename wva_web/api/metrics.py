@@ -55,6 +55,15 @@ class ConsoleCollector(Collector):
 
         An HPA that sums or averages `wva_desired_replicas` over instances
         would otherwise count the standby's stale value too.
+
+        When a cycle cannot read a variant's workload from Kubernetes, the
+        variant keeps its last good desired count, so this gauge keeps
+        publishing that value, and `wva_current_replicas` is left out until
+        a cycle reads the live count again. A 0 would make an HPA scale the
+        workload down to its minReplicas. The last good value makes it hold
+        the count the console last decided, and it avoids the
+        FailedGetExternalMetric errors that a missing series causes. A
+        variant that no cycle has read yet publishes neither series.
         """
         desired = GaugeMetricFamily(
             "wva_desired_replicas",

@@ -56,6 +56,14 @@ CONFLICT_WORDS = {
 }
 BASE_CHANGED = "base_changed"
 ACTUATOR_ERROR = "actuator_error"
+# Failure reasons of an approved action whose apply never completed: the
+# Kubernetes API or the database kept failing through every retry, or the
+# action stayed unapplied past WVA_APPLY_DEADLINE_S.
+ACTUATOR_UNAVAILABLE = "actuator_unavailable"
+DATABASE_UNAVAILABLE = "database_unavailable"
+APPLY_TIMEOUT = "apply_timeout"
+# Default of WVA_APPLY_DEADLINE_S, in seconds after the approval.
+APPLY_DEADLINE_S = 600.0
 MODE_ADVISORY = "mode_advisory"
 SUPERSEDED = "superseded"
 
@@ -585,8 +593,10 @@ def apply_action(action_id: int, actuator: Actuator | None = None) -> ScaleActio
     Applies approved and overridden actions, and pending actions of variants
     in mode auto (approved first by the control cycle). The live count is
     read again: when it differs from `from_replicas`, the action fails with
-    `base_changed` and nothing is set. Applying twice does nothing the second
-    time. Transient actuator errors propagate so the caller can retry.
+    `base_changed` and nothing is set. When it already equals the target,
+    an earlier run set it, and the action is marked applied without a write.
+    Applying twice does nothing the second time. Transient actuator errors
+    and database errors propagate so the caller can retry.
     """
     action = _load(action_id)
     if action.state == ActionState.PENDING and action.variant.mode == Variant.Mode.AUTO:
@@ -649,6 +659,19 @@ def _apply_locked(action: ScaleAction, actuator: Actuator) -> ScaleAction:
         return _fail(
             action, expected, ACTUATOR_ERROR, f"reading the replica count failed: {exc}"
         )
+    target = action.effective_replicas
+    dry_run = bool(settings.WVA_DRY_RUN)
+    if live == target and live != action.from_replicas:
+        # An earlier run of this apply set the count and died before
+        # recording it, so the action is done: nothing is set again.
+        return _transition(
+            action,
+            expected,
+            "apply",
+            None,
+            {"state": ActionState.APPLIED, "applied_at": timezone.now()},
+            f"{variant.name} already runs {target} replicas, the action's target",
+        )
     if live != action.from_replicas:
         return _fail(
             action,
@@ -658,8 +681,6 @@ def _apply_locked(action: ScaleAction, actuator: Actuator) -> ScaleAction:
         )
 
     # An absolute count. The actuator marks the victim before lowering it.
-    target = action.effective_replicas
-    dry_run = bool(settings.WVA_DRY_RUN)
     victim = action.victim_pod if target < live else ""
     try:
         actuator.set_replicas(variant, target, victim_pod=victim, dry_run=dry_run)
@@ -692,3 +713,61 @@ def _fail(action: ScaleAction, expected: str, reason: str, message: str) -> Scal
         {"state": ActionState.FAILED, "failure_reason": reason, "message": message},
         message,
     )
+
+
+def fail_unapplied(action_id: int, reason: str, message: str) -> ScaleAction | None:
+    """Fail an approved or overridden action whose apply gave up, with an audit row.
+
+    `reason` is `actuator_unavailable` or `database_unavailable`. Returns the
+    action as it ends, or None when it no longer exists. An action that
+    another writer applied or decided first keeps that state.
+    """
+    try:
+        action = _load(action_id)
+    except ActionNotFound:
+        logger.warning("scale action %s not failed: it no longer exists", action_id)
+        return None
+    if action.state not in (ActionState.APPROVED, ActionState.OVERRIDDEN):
+        return action
+    try:
+        with transaction.atomic():
+            return _fail(action, action.state, reason, message)
+    except ActionConflict as exc:
+        logger.info("scale action %s not failed: %s", action_id, exc)
+        return _load(action_id)
+
+
+def apply_deadline_s() -> float:
+    """Return WVA_APPLY_DEADLINE_S: seconds an approved action may stay unapplied."""
+    return float(getattr(settings, "WVA_APPLY_DEADLINE_S", APPLY_DEADLINE_S))
+
+
+def fail_overdue_applies(now: dt.datetime, deadline_s: float) -> list[int]:
+    """Fail approved or overridden actions decided more than `deadline_s` ago.
+
+    Their apply task was lost for longer than its retries and the cycle's
+    re-queues could cover, for example with no worker running. Failing them
+    with `apply_timeout` ends the transition gate that holds their model, so
+    the next analysis plans from the live count. Returns the ids failed.
+    """
+    cutoff = now - dt.timedelta(seconds=deadline_s)
+    overdue = ScaleAction.objects.select_related("variant__accelerator").filter(
+        state__in=(ActionState.APPROVED, ActionState.OVERRIDDEN),
+        decided_at__lt=cutoff,
+        applied_at__isnull=True,
+    )
+    failed = []
+    for action in overdue.order_by("decided_at", "pk"):
+        age_s = (now - action.decided_at).total_seconds() if action.decided_at else 0
+        message = (
+            f"approved {age_s:.0f} s ago and not applied within the "
+            f"{deadline_s:g} s deadline; the next cycle plans from the live count"
+        )
+        try:
+            with transaction.atomic():
+                _fail(action, action.state, APPLY_TIMEOUT, message)
+        except ActionConflict as exc:
+            logger.info("scale action %s not failed: %s", action.pk, exc)
+            continue
+        failed.append(action.pk)
+    return failed

@@ -16,6 +16,11 @@ to another variant, and the GPU limiter keeps scale-ups within free GPUs.
 `cycle_limits` keeps pinned variants, variants in a cool-down and variants
 at their HPA's maxReplicas from growing.
 
+When a variant's workload cannot be read from Kubernetes, its model holds.
+That variant keeps its last published desired count with the reason
+`kube_unavailable`, never 0. Its Decision row records the last known counts,
+and no row is stored while no earlier cycle knew a count.
+
 Actuation by mode: `auto` proposes and approves as the system (the
 approval queues the apply task), `approval` leaves the action pending, and
 `advisory` creates no action: the Decision row and
@@ -30,7 +35,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -71,6 +76,8 @@ from wva_web.integrations import kube, metrics
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+# Reason code of a variant whose workload could not be read from Kubernetes.
+KUBE_UNAVAILABLE = "kube_unavailable"
 # HPA recommendations older than this are dropped from the stored history.
 HPA_DOWNSCALE_WINDOW_S = 300.0
 HPA_METRIC_FIELDS = {
@@ -96,6 +103,8 @@ class CycleRun:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     free_gpus: dict[str, dict[str, int | None]] = field(default_factory=dict)
     cool: cycle_limits.CoolDowns = field(default_factory=cycle_limits.CoolDowns)
+    # Each variant's latest decision stored before this cycle, by variant id.
+    previous: dict[int, cycle_log.PreviousDecision] = field(default_factory=dict)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -185,6 +194,9 @@ class CycleService:
     def _run_phases(self, run: CycleRun) -> None:
         with run.phase("expire"):
             actions.expire_actions(run.now)
+            if not self.read_only:
+                # Before the analysis, so a lost apply stops holding its model.
+                actions.fail_overdue_applies(run.now, actions.apply_deadline_s())
         with run.phase("collect"):
             self._collect(run)
         with run.phase("analyse"):
@@ -230,19 +242,24 @@ class CycleService:
                     kind = sample.error_kind or sample.status
                     run.error("collect", kind, sample.detail, pod=pod.name)
         run.inventory = self._read_inventory(run)
+        run.previous = cycle_log.previous_decisions(run.views)
+        remember_last_known(run.views.values(), run.previous)
 
     def _read_variant(self, run: CycleRun, variant: Variant) -> VariantView:
         view = VariantView(variant=variant)
         try:
-            view.current = self.actuator.read_replicas(variant)
-            view.pods = self.actuator.list_pods(variant)
-            view.hpa_status = self.actuator.read_hpa_status(variant)
-            view.hpa_name = view.hpa_status.name if view.hpa_status else None
+            current = self.actuator.read_replicas(variant)
+            pods = self.actuator.list_pods(variant)
+            hpa_status = self.actuator.read_hpa_status(variant)
         except kube.ActuatorError as exc:
+            # Nothing of the workload is used unless every read succeeded:
+            # a count without its pods would read as replicas on the way.
             logger.warning("reading variant %s failed: %s", variant.name, exc)
             view.kube_error = exc.reason
             run.error("collect", exc.reason, str(exc), variant=variant.name)
             return view
+        view.current, view.pods, view.hpa_status = current, pods, hpa_status
+        view.hpa_name = hpa_status.name if hpa_status else None
         try:
             view.grace_period_s = self.actuator.read_grace_period(variant)
         except kube.ActuatorError as exc:
@@ -314,15 +331,19 @@ class CycleService:
             "inventory": inventory_json(run.inventory),
             "free_gpus": run.free_gpus,
         }
-        previous = cycle_log.previous_decisions(run.views)
         with transaction.atomic():
             for view in run.views.values():
                 inputs["variants"][view.variant.name] = variant_inputs(view)
                 self._store_variant(run, view, status)
                 decision = run.decisions[view.variant.pk]
-                current = view.current if view.current is not None else decision.target
+                current = decision_current(view, decision)
+                if current is None:
+                    continue
                 cycle_log.log_decision(
-                    view.variant.name, current, decision, previous.get(view.variant.pk)
+                    view.variant.name,
+                    current,
+                    decision,
+                    run.previous.get(view.variant.pk),
                 )
             self._store_accelerators(run)
         return inputs
@@ -335,21 +356,40 @@ class CycleService:
             # The leading instance changes the mode; a read-only one only reports.
             if variant.mode == Variant.Mode.AUTO and not self.read_only:
                 move_to_advisory(view, run.now)
-        if variant.mode == Variant.Mode.ADVISORY and decision.target != view.current:
+        changed = view.current is not None and decision.target != view.current
+        if variant.mode == Variant.Mode.ADVISORY and changed:
             decision.reasons.append("advisory")
         pods = {pod.name: pod for pod in view.live_pods}
         MetricSample.objects.bulk_create(
             metric_sample(run, view, pods[name], sample)
             for name, sample in view.samples.items()
         )
-        current = view.current if view.current is not None else decision.target
+        self._store_decision(run, view, decision)
+        update_variant_state(run, view, decision, status)
+
+    def _store_decision(
+        self, run: CycleRun, view: VariantView, decision: VariantDecision
+    ) -> None:
+        """Create the Decision row, unless no replica count of the variant is known."""
+        current = decision_current(view, decision)
+        if current is None:
+            # A 0 would read as an empty variant. The cycle's errors name the
+            # failed read.
+            logger.warning(
+                "no decision stored for %s: its replica count was never read",
+                view.variant.name,
+            )
+            return
+        ready = len(view.ready_pods)
+        if view.current is None and view.last_ready is not None:
+            ready = view.last_ready
         analysis = dict(decision.analysis)
         analysis["hpa"] = {"recommendations": decision.hpa_history}
         row = Decision.objects.create(
             cycle=run.cycle,
-            variant=variant,
+            variant=view.variant,
             current_replicas=current,
-            ready_replicas=len(view.ready_pods),
+            ready_replicas=ready,
             target_replicas=decision.target,
             hpa_target_replicas=decision.hpa_target,
             hpa_reasons=checked_json(decision.hpa_reasons),
@@ -360,7 +400,6 @@ class CycleService:
             message=decision.message,
         )
         decision.analysis["decision_id"] = row.pk
-        update_variant_state(run, view, decision, status)
 
     def _store_accelerators(self, run: CycleRun) -> None:
         per_accelerator: dict[int, list[VariantView]] = {}
@@ -547,9 +586,69 @@ def saturation_config(model: InferenceModel) -> saturation.SaturationConfig:
 
 
 def hold(view: VariantView, reasons: list[str], bound_by: str, message: str = "") -> VariantDecision:
-    """Build a decision that keeps the current count (the pod count when unknown)."""
-    current = view.current if view.current is not None else len(view.live_pods)
-    return VariantDecision(target=current, reasons=reasons, bound_by=bound_by, message=message)
+    """Build a decision that keeps the current count.
+
+    When the workload could not be read, the decision keeps the last
+    published desired count (else the last read count) with the reason
+    `kube_unavailable`, never 0. With neither known it is marked unknown.
+    """
+    if view.current is not None:
+        return VariantDecision(
+            target=view.current, reasons=reasons, bound_by=bound_by, message=message
+        )
+    held = held_count(view)
+    return VariantDecision(
+        target=held if held is not None else 0,
+        reasons=[KUBE_UNAVAILABLE, *reasons],
+        bound_by=bound_by,
+        message=message or kube_unavailable_message(view, held),
+        known=held is not None,
+    )
+
+
+def held_count(view: VariantView) -> int | None:
+    """Return the count a variant whose workload could not be read keeps."""
+    if view.last_desired is not None:
+        return view.last_desired
+    return view.last_current
+
+
+def kube_unavailable_message(view: VariantView, held: int | None) -> str:
+    reason = view.kube_error or "error"
+    if held is None:
+        return f"replica count unknown: reading the workload failed ({reason})"
+    return (
+        f"replica count unknown: reading the workload failed ({reason}), "
+        f"so the variant holds at its last desired count {held}"
+    )
+
+
+def remember_last_known(
+    views: Iterable[VariantView], previous: dict[int, cycle_log.PreviousDecision]
+) -> None:
+    """Set the last known counts on the views whose workload could not be read."""
+    unread = {view.variant.pk: view for view in views if view.current is None}
+    if not unread:
+        return
+    desired = VariantState.objects.filter(variant_id__in=list(unread)).values_list(
+        "variant_id", "desired_replicas"
+    )
+    for variant_id, count in desired:
+        unread[variant_id].last_desired = count
+    for variant_id, view in unread.items():
+        last = previous.get(variant_id)
+        if last is not None:
+            view.last_current = last.current
+            view.last_ready = last.ready
+
+
+def decision_current(view: VariantView, decision: VariantDecision) -> int | None:
+    """Return the current count a Decision row records, or None to store none."""
+    if view.current is not None:
+        return view.current
+    if view.last_current is not None:
+        return view.last_current
+    return decision.target if decision.known else None
 
 
 def analyse_model_views(
@@ -640,7 +739,9 @@ def apply_holds(view: VariantView, decision: VariantDecision, now: datetime) -> 
         decision.victim_pod = ""
         decision.bound_by = "pinned"
         cycle_safety.add_reason(decision, "pinned")
-        decision.message = f"pinned until {variant.pinned_until.isoformat()}"
+        decision.message = (
+            f"pinned until {cycle_limits.minute_utc(variant.pinned_until)}"
+        )
         return
     invalid = view.invalid_pods()
     if decision.target < current and invalid:
@@ -887,11 +988,15 @@ def update_variant_state(
     state.current_replicas = view.current
     state.ready_replicas = len(view.ready_pods) if view.current is not None else None
     state.pending_replicas = len(view.pending_pods)
-    state.proposed_replicas = decision.target
+    if decision.known:
+        state.proposed_replicas = decision.target
     state.hpa_target_replicas = decision.hpa_target
-    previous_desired = state.desired_replicas
-    state.desired_replicas = decision.target
-    readback.record_readback(state, previous_desired, view.hpa_status, run.now)
+    if view.current is not None:
+        previous_desired = state.desired_replicas
+        state.desired_replicas = decision.target
+        readback.record_readback(state, previous_desired, view.hpa_status, run.now)
+    # NOTE: with the workload unreadable, the desired count, its publication
+    # time and the HPA read-back keep their last good values.
     state.mean_kv_cache_usage = sum(kv) / len(kv) if kv else None
     state.total_waiting = sum(w for w in waiting if w is not None) if waiting else None
     state.conditions = checked_json(conditions)
@@ -910,7 +1015,8 @@ def accelerator_totals(accelerator: Accelerator, views: list[VariantView]) -> di
     starting: list[tuple[int, bool, float | None]] = []
     for view in views:
         gpus_per_replica = view.variant.gpus_per_replica
-        count = view.current if view.current is not None else len(view.live_pods)
+        # An unreadable workload counts with its last known replicas, not 0.
+        count = view.current if view.current is not None else (view.last_current or 0)
         replicas += count
         ready += len(view.ready_pods)
         gpus += count * gpus_per_replica
@@ -949,7 +1055,7 @@ def cycle_outputs(run: CycleRun) -> dict[str, Any]:
             continue
         variants[view.variant.name] = {
             "current_replicas": view.current,
-            "target_replicas": decision.target,
+            "target_replicas": decision.target if decision.known else None,
             "reasons": decision.reasons,
             "bound_by": decision.bound_by,
             "victim_pod": decision.victim_pod,
@@ -978,7 +1084,8 @@ def move_to_advisory(view: VariantView, now: datetime) -> None:
     variant.mode = Variant.Mode.ADVISORY
     message = (
         f"HPA {view.hpa_name} targets {variant.kind} {variant.namespace}/"
-        f"{variant.workload_name}; mode auto changed to advisory at {now.isoformat()}"
+        f"{variant.workload_name}; mode auto changed to advisory at "
+        f"{cycle_limits.minute_utc(now)}"
     )
     AuditLog.objects.create(
         at=now,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 
@@ -52,6 +52,11 @@ BOUND_BY = {
     REJECTED_RECENTLY: REJECTED_RECENTLY,
 }
 UNSCHEDULABLE = "unschedulable"
+
+
+def minute_utc(at: datetime) -> str:
+    """Format a time for messages as `YYYY-MM-DD HH:MM UTC`, seconds dropped."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @dataclass
@@ -122,9 +127,9 @@ def _limit_text(view: VariantView, cool_end: datetime | None) -> str:
     reason = view.limit_reason
     if reason == PINNED:
         until = view.variant.pinned_until
-        return f"pinned until {until.isoformat() if until else '-'}"
+        return f"pinned until {minute_utc(until) if until else '-'}"
     if reason == UNSCHEDULABLE_RECENTLY:
-        end = cool_end.isoformat() if cool_end else "-"
+        end = minute_utc(cool_end) if cool_end else "-"
         return f"a scale-up stayed Pending past the timeout; no scale-up until {end}"
     name = view.hpa_status.name if view.hpa_status else "-"
     return f"HPA {name} maxReplicas"
@@ -209,7 +214,7 @@ def hold_rejected(view: VariantView, decision: VariantDecision) -> None:
     word = "scale-up" if direction > 0 else "reduction"
     decision.message = (
         f"wants {decision.target}, held at {current}: a {word} was rejected; "
-        f"cool-down until {end.isoformat()}"
+        f"cool-down until {minute_utc(end)}"
     )
     decision.analysis["wanted_replicas"] = decision.target
     decision.target = current

@@ -24,10 +24,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PreviousDecision:
-    """Target and reason codes of a variant's latest stored decision."""
+    """Counts and reason codes of a variant's latest stored decision."""
 
     target: int
     reasons: tuple[str, ...]
+    current: int | None = None
+    ready: int | None = None
 
 
 def previous_decisions(variant_ids: Iterable[int]) -> dict[int, PreviousDecision]:
@@ -46,9 +48,18 @@ def previous_decisions(variant_ids: Iterable[int]) -> dict[int, PreviousDecision
     rows = Decision.objects.filter(pk__in=[pk for pk in ids if pk is not None])
     return {
         row.variant_id: PreviousDecision(
-            row.target_replicas, tuple(str(code) for code in row.reasons or [])
+            row.target_replicas,
+            tuple(str(code) for code in row.reasons or []),
+            row.current_replicas,
+            row.ready_replicas,
         )
-        for row in rows.only("variant_id", "target_replicas", "reasons")
+        for row in rows.only(
+            "variant_id",
+            "target_replicas",
+            "reasons",
+            "current_replicas",
+            "ready_replicas",
+        )
     }
 
 

@@ -22,6 +22,12 @@ class VariantView:
     # Status of that HPA, for the read-back of the published desired count.
     hpa_status: kube.HpaStatus | None = None
     kube_error: str = ""
+    # When the workload could not be read (`current` is None): the replica
+    # count of the variant's last decision and its last published desired
+    # count, None where no earlier cycle knew them.
+    last_current: int | None = None
+    last_ready: int | None = None
+    last_desired: int | None = None
     # terminationGracePeriodSeconds of the pod template; None when not read.
     grace_period_s: int | None = None
     # One-minute peaks fed to the analysis, by pod: None where the current
@@ -106,3 +112,7 @@ class VariantDecision:
     # Reason code of a rule that held a scale-up of this variant; the cycle
     # supersedes the variant's older pending scale-up proposals.
     held_scale_up: str = ""
+    # False when the live count could not be read and no earlier cycle knew
+    # a count: `target` is then a placeholder and is neither stored nor
+    # published.
+    known: bool = True

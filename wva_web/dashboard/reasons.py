@@ -74,6 +74,16 @@ PREFIX_CODES = {
     "transition_pending": "an earlier change has not landed yet",
     "unschedulable": "replicas cannot be scheduled",
     "within_tolerance": "within the HPA's 10% tolerance",
+    "kube_unavailable": "Kubernetes API unreachable: last desired count held",
+    "apply_timeout": "approved but not applied before the deadline",
+    "actuator_unavailable": "Kubernetes API failed on every retry",
+    "database_unavailable": "database locked on every retry",
+    "rejected_recently": "an approver rejected this direction recently",
+    "unschedulable_recently": "replicas could not be scheduled recently",
+    "capped_by_hpa_max": "capped at the HPA's maxReplicas",
+    "hpa_max_replicas": "bound by the HPA's maxReplicas",
+    "base_changed": "the live replica count changed before applying",
+    "mode_advisory": "the variant became advisory before applying",
 }
 
 

@@ -54,6 +54,11 @@ class ActuatorError(Exception):
         self.reason = reason
         self.status = status
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Celery pickles a task's exception; the default rebuilds it from the
+        # message alone, which fails on the required `reason`.
+        return type(self), (str(self), self.reason, self.status)
+
 
 class TransientActuatorError(ActuatorError):
     """A failure that may pass on retry: 409, 429, 5xx, timeout, refused."""
