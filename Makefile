@@ -26,6 +26,8 @@ run: $(VENV)/.runtime
 	$(BIN)/honcho --procfile Procfile start
 
 test: $(VENV)/.test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

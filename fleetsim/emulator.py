@@ -630,7 +630,6 @@ class Emulator:
         )
         return 200, {"count": count, "status": status, "delay_s": delay}
 
-
     def _post_crash(self, query: dict[str, list[str]], **_: Any) -> tuple[int, Any]:
         name = query.get("pod", [""])[0]
         raw = query.get("restarts", ["3"])[0]

@@ -19,7 +19,9 @@ DEBUG = env.bool("WVA_DEBUG", default=False)
 # NOTE: the default key is for a console on loopback only; set WVA_SECRET_KEY
 # for any shared deployment.
 SECRET_KEY = env.str("WVA_SECRET_KEY", default="wva-console-local-only-key")
-ALLOWED_HOSTS = env.list("WVA_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+ALLOWED_HOSTS = env.list(
+    "WVA_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"]
+)
 CSRF_TRUSTED_ORIGINS = env.list("WVA_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -172,7 +174,9 @@ WVA_ACTION_TTL_S = env.float("WVA_ACTION_TTL_S", default=1800.0)
 WVA_FOUR_EYES = env.bool("WVA_FOUR_EYES", default=True)
 WVA_DRY_RUN = env.bool("WVA_DRY_RUN", default=False)
 # Kubeconfig for the actuator; empty means in-cluster configuration.
-WVA_KUBECONFIG = env.str("WVA_KUBECONFIG", default=str(VAR_DIR / "emulator" / "kubeconfig"))
+WVA_KUBECONFIG = env.str(
+    "WVA_KUBECONFIG", default=str(VAR_DIR / "emulator" / "kubeconfig")
+)
 WVA_KUBE_TIMEOUT_S = env.float("WVA_KUBE_TIMEOUT_S", default=5.0)
 WVA_INSTANCE = env.str("WVA_INSTANCE", default="console-1")
 # Control-cycle safety rules, in seconds of the cycle's clock.
@@ -190,9 +194,7 @@ WVA_STUCK_QUEUE_S = env.float("WVA_STUCK_QUEUE_S", default=300.0)
 WVA_REJECT_COOLDOWN_S = env.float("WVA_REJECT_COOLDOWN_S", default=600.0)
 # After a scale-up fails as unschedulable, its variant takes no scale-up for
 # this many seconds; the next-cheapest variant gets the replica.
-WVA_UNSCHEDULABLE_COOLDOWN_S = env.float(
-    "WVA_UNSCHEDULABLE_COOLDOWN_S", default=600.0
-)
+WVA_UNSCHEDULABLE_COOLDOWN_S = env.float("WVA_UNSCHEDULABLE_COOLDOWN_S", default=600.0)
 
 LOGGING = {
     "version": 1,
@@ -201,7 +203,10 @@ LOGGING = {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("WVA_LOG_LEVEL", default="INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": env.str("WVA_LOG_LEVEL", default="INFO"),
+    },
 }
 
 # Leader election between console instances acting on one cluster, through a

@@ -47,7 +47,9 @@ def variant_url(variant: Variant) -> str:
 
 def add_decision(variant: Variant) -> Decision:
     now = timezone.now()
-    cycle = ControlCycle.objects.create(started_at=now, finished_at=now, policy="wva-v1")
+    cycle = ControlCycle.objects.create(
+        started_at=now, finished_at=now, policy="wva-v1"
+    )
     return Decision.objects.create(
         cycle=cycle,
         variant=variant,
@@ -394,9 +396,7 @@ def test_admin_membership_change_audited(world: World) -> None:
         data[f"{prefix}-{index}-team"] = team.pk
         data[f"{prefix}-{index}-user"] = member.user_id
         data[f"{prefix}-{index}-role"] = role
-    response = admin_client(world).post(
-        f"/admin/catalog/team/{team.pk}/change/", data
-    )
+    response = admin_client(world).post(f"/admin/catalog/team/{team.pk}/change/", data)
     row = AuditLog.objects.get(object_type="membership", verb="update")
     assert response.status_code == 302
     assert row.object_id == str(membership.pk)

@@ -127,7 +127,7 @@ def test_huge_integer_400_not_500(world: World) -> None:
 
 
 def test_float_overflow_literal_400(world: World) -> None:
-    body = json.dumps(accelerator_payload()).replace('0.8', "1e400")
+    body = json.dumps(accelerator_payload()).replace("0.8", "1e400")
     response = post_raw(world.u1, "/api/v1/accelerators/", body)
     assert response.status_code == 400
     assert response.json()["usd_per_gpu_hour"] == [

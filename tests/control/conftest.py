@@ -8,11 +8,23 @@ from typing import Any
 import pytest
 
 from tests.control.fakes import NOW, FakeKube, FakeMetrics
-from wva_web.catalog.models import Accelerator, InferenceModel, ServiceClass, Team, Variant
+from wva_web.catalog.models import (
+    Accelerator,
+    InferenceModel,
+    ServiceClass,
+    Team,
+    Variant,
+)
 from wva_web.control.cycle import CycleService
 from wva_web.integrations.kube import Actuator
 
-PRICES = {"H100-80GB": 12.29, "H200": 10.60, "A100-80GB": 5.12, "L40S": 1.86, "L4": 0.80}
+PRICES = {
+    "H100-80GB": 12.29,
+    "H200": 10.60,
+    "A100-80GB": 5.12,
+    "L40S": 1.86,
+    "L4": 0.80,
+}
 
 
 @pytest.fixture
@@ -50,7 +62,9 @@ def make_model(db: None) -> Callable[..., InferenceModel]:
 def make_variant(
     accelerators: dict[str, Accelerator],
 ) -> Callable[..., Variant]:
-    def make(model: InferenceModel, name: str, accelerator: str, **fields: Any) -> Variant:
+    def make(
+        model: InferenceModel, name: str, accelerator: str, **fields: Any
+    ) -> Variant:
         values: dict[str, Any] = {
             "min_replicas": 1,
             "max_replicas": 8,
@@ -83,7 +97,9 @@ def run_cycle(kube: FakeKube) -> Callable[[FakeMetrics], Any]:
         source.at = at
         kube.clock = at
         actuator = Actuator(apps=kube, core=kube, autoscaling=kube, dry_run=False)
-        service = CycleService(metrics_source=source, actuator=actuator, clock=lambda: at)
+        service = CycleService(
+            metrics_source=source, actuator=actuator, clock=lambda: at
+        )
         return service.run()
 
     return run

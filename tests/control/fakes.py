@@ -29,10 +29,10 @@ from kubernetes.client import (
     V1PodStatus,
     V1PodTemplateSpec,
     V1ResourceRequirements,
-    V2HorizontalPodAutoscaler,
     V1Scale,
     V1ScaleSpec,
     V2CrossVersionObjectReference,
+    V2HorizontalPodAutoscaler,
     V2HorizontalPodAutoscalerSpec,
 )
 from kubernetes.client.exceptions import ApiException
@@ -62,7 +62,8 @@ class FakePod:
         annotations = {"prometheus.io/port": str(9000 + index), **self.annotations}
         waiting = (
             V1ContainerStateWaiting(reason=self.waiting_reason)
-            if self.waiting_reason else None
+            if self.waiting_reason
+            else None
         )
         return V1Pod(
             metadata=V1ObjectMeta(
@@ -88,7 +89,9 @@ class FakePod:
                 phase=self.phase,
                 pod_ip=None if self.phase == "Pending" else "127.0.0.1",
                 conditions=[
-                    V1PodCondition(type="Ready", status="True" if self.ready else "False")
+                    V1PodCondition(
+                        type="Ready", status="True" if self.ready else "False"
+                    )
                 ],
                 container_statuses=[
                     V1ContainerStatus(
@@ -146,7 +149,9 @@ class FakeKube:
 
     # AppsV1Api.
 
-    def read_namespaced_deployment(self, name: str, namespace: str, **_: Any) -> V1Deployment:
+    def read_namespaced_deployment(
+        self, name: str, namespace: str, **_: Any
+    ) -> V1Deployment:
         self._record("read_namespaced_deployment", name)
         if name not in self.workloads:
             raise ApiException(status=404, reason="Not Found")
@@ -167,7 +172,9 @@ class FakeKube:
             ),
         )
 
-    def read_namespaced_deployment_scale(self, name: str, namespace: str, **_: Any) -> V1Scale:
+    def read_namespaced_deployment_scale(
+        self, name: str, namespace: str, **_: Any
+    ) -> V1Scale:
         self._record("read_namespaced_deployment_scale", name)
         if name not in self.workloads:
             raise ApiException(status=404, reason="Not Found")
@@ -201,9 +208,9 @@ class FakeKube:
         while len(live) > replicas:
             victim = min(
                 live,
-                key=lambda p: int(p.annotations.get(
-                    "controller.kubernetes.io/pod-deletion-cost", "0"
-                )),
+                key=lambda p: int(
+                    p.annotations.get("controller.kubernetes.io/pod-deletion-cost", "0")
+                ),
             )
             workload.pods.remove(victim)
             live.remove(victim)
@@ -223,7 +230,8 @@ class FakeKube:
         self._record("list_namespaced_pod", label_selector)
         wanted = dict(part.split("=", 1) for part in label_selector.split(",") if part)
         pods = [
-            pod for pod in self._pods()
+            pod
+            for pod in self._pods()
             if all(pod.metadata.labels.get(k) == v for k, v in wanted.items())
         ]
         return _ItemList(pods)
@@ -235,7 +243,9 @@ class FakeKube:
     def patch_namespaced_pod(
         self, name: str, namespace: str, body: dict[str, Any], **_: Any
     ) -> None:
-        cost = body["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"]
+        cost = body["metadata"]["annotations"][
+            "controller.kubernetes.io/pod-deletion-cost"
+        ]
         self._record("patch_namespaced_pod", name, str(cost))
         for workload in self.workloads.values():
             for pod in workload.pods:
@@ -261,7 +271,9 @@ class FakeKube:
 
     # AutoscalingV2Api.
 
-    def list_namespaced_horizontal_pod_autoscaler(self, namespace: str, **_: Any) -> Any:
+    def list_namespaced_horizontal_pod_autoscaler(
+        self, namespace: str, **_: Any
+    ) -> Any:
         self._record("list_namespaced_horizontal_pod_autoscaler", namespace)
         items = [
             V2HorizontalPodAutoscaler(
@@ -321,7 +333,9 @@ class FakeMetrics:
     entry is reported as a timeout.
     """
 
-    def __init__(self, pods: dict[str, str] | None = None, at: dt.datetime = NOW) -> None:
+    def __init__(
+        self, pods: dict[str, str] | None = None, at: dt.datetime = NOW
+    ) -> None:
         self.pods = dict(pods or {})
         self.at = at
         self.scraped: list[list[str]] = []

@@ -26,9 +26,7 @@ def saturated(make_model: Any, make_variant: Any, kube: FakeKube) -> FakeMetrics
 @pytest.fixture
 def resent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sent: list[int] = []
-    monkeypatch.setattr(
-        actions, "_resend_apply", lambda pk, expires_s: sent.append(pk)
-    )
+    monkeypatch.setattr(actions, "_resend_apply", lambda pk, expires_s: sent.append(pk))
     return sent
 
 
@@ -36,8 +34,11 @@ def approved_at(seconds_before_now: float) -> int:
     """An approved 3 -> 4 of A that no apply task ever ran."""
     decided_at = NOW - dt.timedelta(seconds=seconds_before_now)
     action = ScaleAction.objects.create(
-        variant=Variant.objects.get(name="a"), created_at=decided_at,
-        from_replicas=3, to_replicas=4, state=ActionState.APPROVED,
+        variant=Variant.objects.get(name="a"),
+        created_at=decided_at,
+        from_replicas=3,
+        to_replicas=4,
+        state=ActionState.APPROVED,
         decided_at=decided_at,
     )
     return action.pk
@@ -95,7 +96,9 @@ def test_read_only_cycle_keeps_stuck_approval(
     stuck = approved_at(1200)
     actuator = Actuator(apps=kube, core=kube, autoscaling=kube)
     service = CycleService(
-        metrics_source=saturated, actuator=actuator, clock=lambda: NOW,
+        metrics_source=saturated,
+        actuator=actuator,
+        clock=lambda: NOW,
         read_only=True,
     )
     # When it runs.

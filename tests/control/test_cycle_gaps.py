@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.control.fakes import FakePod, FakeMetrics, exposition
+from tests.control.fakes import FakeMetrics, FakePod, exposition
 from wva_web.control.models import (
     ControlCycle,
     CycleStatus,
@@ -37,8 +37,11 @@ def two_variants(make_model, make_variant, kube):
 
 @pytest.mark.parametrize(
     ("failure", "kind"),
-    [("", "empty_response"), ("http_503", "http_503"),
-     ("connection_refused", "connection_refused")],
+    [
+        ("", "empty_response"),
+        ("http_503", "http_503"),
+        ("connection_refused", "connection_refused"),
+    ],
 )
 def test_outage_is_not_zero_load(two_variants, run_cycle, failure, kind):
     # Given every scrape fails the same way for five cycles in a row.
@@ -63,7 +66,9 @@ def test_outage_is_not_zero_load(two_variants, run_cycle, failure, kind):
     assert VariantState.objects.get(variant__name="a").missing_kv_cycles == 5
 
 
-def test_failing_pod_does_not_stop_other_model(make_model, make_variant, kube, run_cycle):
+def test_failing_pod_does_not_stop_other_model(
+    make_model, make_variant, kube, run_cycle
+):
     # Given M1 with a8 timing out and M2 whose replicas run out of KV cache.
     m1 = make_model("M1")
     m2 = make_model("M2")
@@ -84,7 +89,11 @@ def test_failing_pod_does_not_stop_other_model(make_model, make_variant, kube, r
     assert decision(cycle, "a").target_replicas == 8
     assert "missing_metrics:a8" in decision(cycle, "a").reasons
     action = ScaleAction.objects.get()
-    assert (action.variant.name, action.from_replicas, action.to_replicas) == ("c", 2, 3)
+    assert (action.variant.name, action.from_replicas, action.to_replicas) == (
+        "c",
+        2,
+        3,
+    )
     assert action.state == "pending"
 
 
@@ -118,7 +127,9 @@ def test_kv_read_under_both_names(make_model, make_variant, kube, run_cycle):
     assert cycle.status == CycleStatus.OK
 
 
-def test_kv_metric_not_found_blocks_reduction(make_model, make_variant, kube, run_cycle):
+def test_kv_metric_not_found_blocks_reduction(
+    make_model, make_variant, kube, run_cycle
+):
     # Given the same fleet, but b3 exports vLLM series without any KV name.
     model = make_model()
     make_variant(model, "a", "H100-80GB")
@@ -205,7 +216,9 @@ def test_hpa_counterfactual_with_kv_missing(make_model, make_variant, kube, run_
     names = [f"a{i}" for i in range(1, 7)]
     # When one cycle sees 1 waiting per replica, and the next 5.
     first = run_cycle(FakeMetrics(dict.fromkeys(names, exposition(kv=None, waiting=1))))
-    second = run_cycle(FakeMetrics(dict.fromkeys(names, exposition(kv=None, waiting=5))))
+    second = run_cycle(
+        FakeMetrics(dict.fromkeys(names, exposition(kv=None, waiting=5)))
+    )
     # Then the HPA holds at 6 on the first, since the valid metric points down.
     assert decision(first, "a").hpa_target_replicas == 6
     assert "invalid_metric:kv_cache_usage" in decision(first, "a").hpa_reasons

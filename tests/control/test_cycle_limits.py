@@ -146,8 +146,12 @@ def test_rejected_reduction_holds_reduction(make_model, make_variant, kube, run_
     kube.add("a", 3, [FakePod(f"a{i}") for i in range(3)])
     source = FakeMetrics({f"a{i}": exposition(kv=0.1, waiting=0) for i in range(3)})
     rejected = ScaleAction.objects.create(
-        variant=variant, created_at=NOW, from_replicas=3, to_replicas=2,
-        state=ActionState.REJECTED, decided_at=at(-30),
+        variant=variant,
+        created_at=NOW,
+        from_replicas=3,
+        to_replicas=2,
+        state=ActionState.REJECTED,
+        decided_at=at(-30),
     )
     # When the cycle runs.
     cycle = run_cycle(source, NOW)
@@ -165,8 +169,12 @@ def test_rejected_reduction_allows_scale_up(make_model, make_variant, kube, run_
     kube.add("a", 3, [FakePod(f"a{i}") for i in range(3)])
     source = FakeMetrics({f"a{i}": exposition(kv=0.9, waiting=1) for i in range(3)})
     ScaleAction.objects.create(
-        variant=variant, created_at=NOW, from_replicas=3, to_replicas=2,
-        state=ActionState.REJECTED, decided_at=at(-30),
+        variant=variant,
+        created_at=NOW,
+        from_replicas=3,
+        to_replicas=2,
+        state=ActionState.REJECTED,
+        decided_at=at(-30),
     )
     # When the cycle runs.
     cycle = run_cycle(source, NOW)
@@ -181,12 +189,22 @@ def test_rejected_scale_up_holds_larger_one(make_model, make_variant, kube, run_
     a = make_variant(model, "a", "L40S")
     make_variant(model, "b", "H100-80GB")
     kube.add("a", 2, [FakePod("a1"), FakePod("a2")])
-    kube.add("b", 2, [FakePod("b1"), FakePod("b2", phase="Pending", ready=False,
-                                             created_at=at(-600))])
+    kube.add(
+        "b",
+        2,
+        [
+            FakePod("b1"),
+            FakePod("b2", phase="Pending", ready=False, created_at=at(-600)),
+        ],
+    )
     source = FakeMetrics({n: exposition(kv=0.5, waiting=1) for n in ("a1", "a2", "b1")})
     ScaleAction.objects.create(
-        variant=a, created_at=NOW, from_replicas=2, to_replicas=3,
-        state=ActionState.REJECTED, decided_at=at(-30),
+        variant=a,
+        created_at=NOW,
+        from_replicas=2,
+        to_replicas=3,
+        state=ActionState.REJECTED,
+        decided_at=at(-30),
     )
     # When the cycle scales B back and looks for a variant to take the replica.
     cycle = run_cycle(source, NOW)
@@ -203,8 +221,12 @@ def failed_unschedulable(variant_name: str, current: int, moment: dt.datetime) -
     """Record an applied scale-up to `current` that failed as unschedulable."""
     variant = Variant.objects.get(name=variant_name)
     ScaleAction.objects.create(
-        variant=variant, created_at=moment, from_replicas=current,
-        to_replicas=current + 1, state=ActionState.APPLIED, applied_at=moment,
+        variant=variant,
+        created_at=moment,
+        from_replicas=current,
+        to_replicas=current + 1,
+        state=ActionState.APPLIED,
+        applied_at=moment,
     )
     failed = safety_actions.fail_unschedulable(
         variant, current + 1, [f"{variant_name}-new"], moment
@@ -239,8 +261,9 @@ def test_unschedulable_memory_ends(two_variants, run_cycle, settings):
     assert "unschedulable_recently" not in decision(cycle, "a").reasons
 
 
-def test_unschedulable_flow_goes_to_next(make_model, make_variant, kube, run_cycle,
-                                        settings):
+def test_unschedulable_flow_goes_to_next(
+    make_model, make_variant, kube, run_cycle, settings
+):
     # Given A (L40S, auto) grew 3 to 4 at t = 0 and its pod never got a GPU.
     settings.WVA_GPU_LIMITER = False
     model = make_model()
@@ -334,8 +357,9 @@ def test_hpa_status_reads_max_replicas(kube):
 # Held scale-ups supersede older proposals.
 
 
-def test_stuck_queue_supersedes_pending_scale_up(make_model, make_variant, kube,
-                                                 run_cycle, settings):
+def test_stuck_queue_supersedes_pending_scale_up(
+    make_model, make_variant, kube, run_cycle, settings
+):
     # Given a pending A 2 to 3 proposed when both replicas were saturated.
     settings.WVA_STUCK_QUEUE_S = 60
     model = make_model()
@@ -382,8 +406,11 @@ def test_held_scale_up_keeps_manual_request(two_variants, run_cycle, django_user
     run_cycle(two_variants, NOW)
     reject(ScaleAction.objects.get(), at(10))
     manual = ScaleAction.objects.create(
-        variant=Variant.objects.get(name="a"), created_at=at(20), from_replicas=3,
-        to_replicas=5, requested_by=person,
+        variant=Variant.objects.get(name="a"),
+        created_at=at(20),
+        from_replicas=3,
+        to_replicas=5,
+        requested_by=person,
     )
     # When the cycle holds A's scale-up for the cool-down.
     run_cycle(two_variants, at(30))
@@ -397,7 +424,8 @@ def test_held_scale_up_keeps_manual_request(two_variants, run_cycle, django_user
 
 def decision_lines(caplog, level: int) -> list[str]:
     return [
-        r.getMessage() for r in caplog.records
+        r.getMessage()
+        for r in caplog.records
         if r.name == "wva_web.control.cycle_log" and r.levelno == level
     ]
 
@@ -448,8 +476,11 @@ def test_read_only_cycle_proposes_nothing(two_variants, kube, accelerators):
 
     actuator = kube_module.Actuator(apps=kube, core=kube, autoscaling=kube)
     service = CycleService(
-        metrics_source=two_variants, actuator=actuator, clock=lambda: NOW,
-        read_only=True, leader="console-1",
+        metrics_source=two_variants,
+        actuator=actuator,
+        clock=lambda: NOW,
+        read_only=True,
+        leader="console-1",
     )
     Variant.objects.filter(name="b").update(mode="auto")
     kube.hpas["hpa-b"] = "b"
@@ -481,8 +512,12 @@ def resent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float]]:
 
 def approved(variant: str, decided_at: dt.datetime, state: str = "approved") -> int:
     action = ScaleAction.objects.create(
-        variant=Variant.objects.get(name=variant), created_at=decided_at,
-        from_replicas=3, to_replicas=4, state=state, decided_at=decided_at,
+        variant=Variant.objects.get(name=variant),
+        created_at=decided_at,
+        from_replicas=3,
+        to_replicas=4,
+        state=state,
+        decided_at=decided_at,
     )
     return action.pk
 
@@ -506,7 +541,9 @@ def test_read_only_cycle_requeues_nothing(two_variants, kube, resent):
     approved("a", at(-600))
     actuator = kube_module.Actuator(apps=kube, core=kube, autoscaling=kube)
     service = CycleService(
-        metrics_source=two_variants, actuator=actuator, clock=lambda: NOW,
+        metrics_source=two_variants,
+        actuator=actuator,
+        clock=lambda: NOW,
         read_only=True,
     )
     # When a read-only cycle runs.
@@ -521,7 +558,8 @@ def test_requeue_sends_expiring_task(db, monkeypatch):
 
     calls = []
     monkeypatch.setattr(
-        tasks.apply_scale_action, "apply_async",
+        tasks.apply_scale_action,
+        "apply_async",
         lambda args, **options: calls.append((args, options)),
     )
     # When an action's apply is sent again.

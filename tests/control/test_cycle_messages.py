@@ -63,8 +63,11 @@ def test_rejection_cool_down_in_minutes_utc(
     settings.WVA_REJECT_COOLDOWN_S = 600
     Variant.objects.filter(name="b").update(max_replicas=2)
     ScaleAction.objects.create(
-        variant=Variant.objects.get(name="a"), created_at=NOW,
-        from_replicas=3, to_replicas=4, state=ActionState.REJECTED,
+        variant=Variant.objects.get(name="a"),
+        created_at=NOW,
+        from_replicas=3,
+        to_replicas=4,
+        state=ActionState.REJECTED,
         decided_at=NOW - dt.timedelta(seconds=100.5),
     )
     # When the saturated model runs a cycle.

@@ -54,8 +54,9 @@ def test_pending_replica_counts_until_timeout(l40s_and_h100, kube, run_cycle, se
     targets = []
     for step in range(30, 241, 30):
         cycle = run_cycle(l40s_and_h100, at(step))
-        targets.append((decision(cycle, "a").target_replicas,
-                        decision(cycle, "b").target_replicas))
+        targets.append(
+            (decision(cycle, "a").target_replicas, decision(cycle, "b").target_replicas)
+        )
     # Then nothing more is added: the pending pod is capacity on its way.
     assert targets == [(4, 2)] * 8
     assert ScaleAction.objects.count() == 1
@@ -78,9 +79,14 @@ def test_pending_timeout_moves_replica(l40s_and_h100, kube, run_cycle, settings)
     scale_up.refresh_from_db()
     assert scale_up.state == "failed"
     assert scale_up.failure_reason == "unschedulable"
-    assert AuditLog.objects.filter(
-        verb="fail", object_id=str(scale_up.pk), after__failure_reason="unschedulable"
-    ).count() == 1
+    assert (
+        AuditLog.objects.filter(
+            verb="fail",
+            object_id=str(scale_up.pk),
+            after__failure_reason="unschedulable",
+        ).count()
+        == 1
+    )
     # And A goes back to 3 with the pending pod as the victim.
     assert decision(cycle, "a").target_replicas == 3
     assert decision(cycle, "a").victim_pod == pending_pod
@@ -192,14 +198,22 @@ def h100_and_h200(make_model, make_variant, kube):
     model = make_model()
     make_variant(model, "a", "H100-80GB", mode="auto")
     make_variant(
-        model, "b", "H200", mode="auto", gpus_per_replica=2, min_replicas=0,
+        model,
+        "b",
+        "H200",
+        mode="auto",
+        gpus_per_replica=2,
+        min_replicas=0,
         max_replicas=4,
     )
     kube.add("a", 2, [FakePod("a1"), FakePod("a2")])
     kube.add("b", 0, [])
-    return FakeMetrics({
-        "a1": exposition(kv=0.92, waiting=9), "a2": exposition(kv=0.90, waiting=7),
-    })
+    return FakeMetrics(
+        {
+            "a1": exposition(kv=0.92, waiting=9),
+            "a2": exposition(kv=0.90, waiting=7),
+        }
+    )
 
 
 def test_crash_loop_moves_replica(h100_and_h200, kube, run_cycle):

@@ -70,15 +70,22 @@ def test_peak_window_is_sixty_seconds(two_replicas, run_cycle):
 
 def test_missing_sample_not_filled_from_peak(two_replicas, run_cycle):
     # Given a1 saturated at t = 0, then its scrape times out at t = 30.
-    run_cycle(FakeMetrics({
-        "a1": exposition(kv=0.95, waiting=9), "a2": exposition(kv=0.30),
-    }), NOW)
+    run_cycle(
+        FakeMetrics(
+            {
+                "a1": exposition(kv=0.95, waiting=9),
+                "a2": exposition(kv=0.30),
+            }
+        ),
+        NOW,
+    )
     source = FakeMetrics({"a1": "timeout", "a2": exposition(kv=0.30)})
     # When the cycle runs at t = 30.
     cycle = run_cycle(source, at(30))
     # Then a1 stays missing: no peak from history, and wva-v1 holds.
     assert pod_input(cycle, "a", "a1")["peak"] == {
-        "kv_cache_usage": None, "num_requests_waiting": None,
+        "kv_cache_usage": None,
+        "num_requests_waiting": None,
     }
     assert decision(cycle, "a").target_replicas == 2
     assert "missing_metrics:a1" in decision(cycle, "a").reasons
@@ -86,12 +93,21 @@ def test_missing_sample_not_filled_from_peak(two_replicas, run_cycle):
 
 def test_peak_of_queue_uses_history(two_replicas, run_cycle):
     # Given a1 with 6 waiting thirty seconds ago and 0 now.
-    run_cycle(FakeMetrics({
-        "a1": exposition(kv=0.2, waiting=6), "a2": exposition(kv=0.2, waiting=0),
-    }), NOW)
-    source = FakeMetrics({
-        "a1": exposition(kv=0.2, waiting=0), "a2": exposition(kv=0.2, waiting=0),
-    })
+    run_cycle(
+        FakeMetrics(
+            {
+                "a1": exposition(kv=0.2, waiting=6),
+                "a2": exposition(kv=0.2, waiting=0),
+            }
+        ),
+        NOW,
+    )
+    source = FakeMetrics(
+        {
+            "a1": exposition(kv=0.2, waiting=0),
+            "a2": exposition(kv=0.2, waiting=0),
+        }
+    )
     # When the cycle runs at t = 30.
     cycle = run_cycle(source, at(30))
     # Then a1 counts as saturated by its queue peak, so no reduction.
@@ -150,10 +166,13 @@ def silent_third(make_model, make_variant, kube):
     make_variant(model, "a", "H100-80GB", mode="auto")
     silent = FakePod("a3", ready=False, created_at=NOW - dt.timedelta(seconds=300))
     kube.add("a", 3, [FakePod("a1"), FakePod("a2"), silent])
-    return FakeMetrics({
-        "a1": exposition(kv=0.10, waiting=0), "a2": exposition(kv=0.10, waiting=0),
-        "a3": "timeout",
-    })
+    return FakeMetrics(
+        {
+            "a1": exposition(kv=0.10, waiting=0),
+            "a2": exposition(kv=0.10, waiting=0),
+            "a3": "timeout",
+        }
+    )
 
 
 def test_silent_replica_holds_until_stale(silent_third, run_cycle):
@@ -209,10 +228,12 @@ def stuck_fleet(make_model, make_variant, kube):
     model = make_model()
     make_variant(model, "a", "L40S", mode="auto")
     kube.add("a", 7, [FakePod(f"a{i}") for i in range(7)])
-    return FakeMetrics({
-        f"a{i}": exposition(kv=0.0, waiting=w, running=0)
-        for i, w in enumerate(STUCK_WAITING)
-    })
+    return FakeMetrics(
+        {
+            f"a{i}": exposition(kv=0.0, waiting=w, running=0)
+            for i, w in enumerate(STUCK_WAITING)
+        }
+    )
 
 
 def test_stuck_queues_flagged_after_five_minutes(stuck_fleet, run_cycle):
@@ -228,10 +249,13 @@ def test_stuck_queues_flagged_after_five_minutes(stuck_fleet, run_cycle):
     flag = conditions("a")["QueuesProgressing"]
     assert flag["reason"] == "queue_without_progress"
     assert flag["message"].startswith("6 replicas")
-    assert last.outputs["alerts"] == [{
-        "reason": "queue_without_progress", "variant": "a",
-        "pods": ["a0", "a1", "a2", "a3", "a4", "a5"],
-    }]
+    assert last.outputs["alerts"] == [
+        {
+            "reason": "queue_without_progress",
+            "variant": "a",
+            "pods": ["a0", "a1", "a2", "a3", "a4", "a5"],
+        }
+    ]
     # And A stays at 7.
     assert decision(last, "a").target_replicas == 7
     assert ScaleAction.objects.count() == 0
@@ -249,10 +273,12 @@ def test_stuck_queues_do_not_scale_up(
     cycle = None
     for step in range(0, 301, 30):
         tokens = 100.0 + (step if progress else 0)
-        source = FakeMetrics({
-            name: exposition(kv=0.0, waiting=10, running=0, generated=tokens)
-            for name in ("a1", "a2")
-        })
+        source = FakeMetrics(
+            {
+                name: exposition(kv=0.0, waiting=10, running=0, generated=tokens)
+                for name in ("a1", "a2")
+            }
+        )
         cycle = run_cycle(source, at(step))
     # Then a stuck model gets no scale-up; one making progress does.
     assert decision(cycle, "a").target_replicas == expected
@@ -281,14 +307,21 @@ def test_stuck_queue_reduction_needs_approval(
     variant = make_variant(model, "a", "L40S", mode="auto")
     kube.add("a", 3, [FakePod("a0"), FakePod("a1"), FakePod("a2")])
     seed_samples(
-        variant, "a0", [300, 200, 100], kv_cache_usage=0.0,
-        num_requests_waiting=3, num_requests_running=0, generation_tokens_total=100.0,
+        variant,
+        "a0",
+        [300, 200, 100],
+        kv_cache_usage=0.0,
+        num_requests_waiting=3,
+        num_requests_running=0,
+        generation_tokens_total=100.0,
     )
-    source = FakeMetrics({
-        "a0": exposition(kv=0.0, waiting=3, running=0),
-        "a1": exposition(kv=0.05, waiting=0, running=1),
-        "a2": exposition(kv=0.05, waiting=0, running=1),
-    })
+    source = FakeMetrics(
+        {
+            "a0": exposition(kv=0.0, waiting=3, running=0),
+            "a1": exposition(kv=0.05, waiting=0, running=1),
+            "a2": exposition(kv=0.05, waiting=0, running=1),
+        }
+    )
     # When the cycle runs.
     cycle = run_cycle(source, NOW)
     # Then the reduction 3 to 2 is proposed but waits for an approver.

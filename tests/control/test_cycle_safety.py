@@ -23,9 +23,15 @@ def test_victim_marked_before_scale_patch(make_model, make_variant, kube, run_cy
     # Given a1 busy with a leftover deletion cost, a2 idle, a3 nearly idle.
     model = make_model()
     make_variant(model, "a", "H100-80GB", mode="auto")
-    kube.add("a", 3, [
-        FakePod("a1", annotations={COST: "-100"}), FakePod("a2"), FakePod("a3"),
-    ])
+    kube.add(
+        "a",
+        3,
+        [
+            FakePod("a1", annotations={COST: "-100"}),
+            FakePod("a2"),
+            FakePod("a3"),
+        ],
+    )
     bodies = {
         "a1": exposition(kv=0.55, waiting=0, running=14),
         "a2": exposition(kv=0.02, waiting=0, running=0),
@@ -55,9 +61,11 @@ def test_terminating_replicas_not_capacity(make_model, make_variant, kube, run_c
     # Given one saturated ready replica and three terminating ones.
     model = make_model()
     make_variant(model, "a", "L40S")
-    kube.add("a", 1, [FakePod("a1")] + [
-        FakePod(f"a{i}", terminating=True) for i in (2, 3, 4)
-    ])
+    kube.add(
+        "a",
+        1,
+        [FakePod("a1")] + [FakePod(f"a{i}", terminating=True) for i in (2, 3, 4)],
+    )
     bodies = {"a1": exposition(kv=0.95, waiting=20)}
     bodies.update({f"a{i}": exposition(kv=0.30, waiting=0) for i in (2, 3, 4)})
     source = FakeMetrics(bodies)
@@ -70,12 +78,17 @@ def test_terminating_replicas_not_capacity(make_model, make_variant, kube, run_c
     assert (action.from_replicas, action.to_replicas) == (1, 2)
 
 
-def test_starting_replica_blocks_more_scale_ups(make_model, make_variant, kube, run_cycle):
+def test_starting_replica_blocks_more_scale_ups(
+    make_model, make_variant, kube, run_cycle
+):
     # Given two saturated replicas in mode auto, cycles every 15 s.
     model = make_model()
     make_variant(model, "a", "H100-80GB", mode="auto")
     kube.add("a", 2, [FakePod("a1"), FakePod("a2")])
-    bodies = {"a1": exposition(kv=0.92, waiting=9), "a2": exposition(kv=0.90, waiting=7)}
+    bodies = {
+        "a1": exposition(kv=0.92, waiting=9),
+        "a2": exposition(kv=0.90, waiting=7),
+    }
     source = FakeMetrics(bodies)
     # When the first cycle runs, then three more while the new pod is Pending.
     run_cycle(source, NOW)
@@ -103,7 +116,9 @@ def test_stuck_queues_hold_count(make_model, make_variant, kube, run_cycle):
     make_variant(model, "a", "L40S", mode="auto")
     waiting = [213, 78, 40, 32, 20, 12, 0]
     kube.add("a", 7, [FakePod(f"a{i}") for i in range(7)])
-    bodies = {f"a{i}": exposition(kv=0.0, waiting=w, running=0) for i, w in enumerate(waiting)}
+    bodies = {
+        f"a{i}": exposition(kv=0.0, waiting=w, running=0) for i, w in enumerate(waiting)
+    }
     # When the cycle runs.
     cycle = run_cycle(FakeMetrics(bodies))
     # Then A stays at 7: no scale-up and too few non-saturated replicas.
@@ -153,8 +168,12 @@ def test_pinned_variant_holds(make_model, make_variant, kube, run_cycle):
     # Given a saturated variant pinned for another hour.
     model = make_model()
     make_variant(
-        model, "a", "H100-80GB", mode="auto",
-        pinned_replicas=2, pinned_until=NOW + dt.timedelta(hours=1),
+        model,
+        "a",
+        "H100-80GB",
+        mode="auto",
+        pinned_replicas=2,
+        pinned_until=NOW + dt.timedelta(hours=1),
     )
     kube.add("a", 2, [FakePod("a1"), FakePod("a2")])
     source = FakeMetrics({"a1": exposition(kv=0.9), "a2": exposition(kv=0.9)})

@@ -19,8 +19,13 @@ pytestmark = pytest.mark.emulator
 @pytest.fixture
 def emulator(tmp_path, settings):
     with Emulator(
-        "data/demo_fleet.json", tmp_path / "emulator", port=0, clock="manual",
-        compression=8.0, startup_delay_s=30.0, seed=1,
+        "data/demo_fleet.json",
+        tmp_path / "emulator",
+        port=0,
+        clock="manual",
+        compression=8.0,
+        startup_delay_s=30.0,
+        seed=1,
     ) as emu:
         settings.WVA_KUBECONFIG = str(emu.kubeconfig_path)
         settings.WVA_DRY_RUN = False

@@ -24,8 +24,13 @@ pytestmark = pytest.mark.emulator
 @pytest.fixture
 def demo(db: None, tmp_path: Path, settings: Any) -> Iterator[Emulator]:
     with Emulator(
-        "data/demo_fleet.json", tmp_path / "emulator", port=0, clock="manual",
-        compression=8.0, startup_delay_s=30.0, seed=1,
+        "data/demo_fleet.json",
+        tmp_path / "emulator",
+        port=0,
+        clock="manual",
+        compression=8.0,
+        startup_delay_s=30.0,
+        seed=1,
     ) as emu:
         settings.WVA_KUBECONFIG = str(emu.kubeconfig_path)
         settings.WVA_DRY_RUN = False
@@ -56,9 +61,7 @@ def published_desired() -> dict[str, float]:
 
 
 def desired_counts() -> dict[str, int | None]:
-    return dict(
-        VariantState.objects.values_list("variant__name", "desired_replicas")
-    )
+    return dict(VariantState.objects.values_list("variant__name", "desired_replicas"))
 
 
 def good_cycle(emu: Emulator) -> dict[str, int | None]:
@@ -79,9 +82,9 @@ def assert_held(cycle: ControlCycle, desired: dict[str, int | None]) -> None:
         assert row.current_replicas > 0
         assert "kube_unavailable" in row.reasons
     assert desired_counts() == desired
-    assert set(
-        VariantState.objects.values_list("current_replicas", flat=True)
-    ) == {None}
+    assert set(VariantState.objects.values_list("current_replicas", flat=True)) == {
+        None
+    }
     assert published_desired() == {
         name: float(count) for name, count in desired.items()
     }

@@ -26,7 +26,11 @@ def workload(kind: str = "Deployment") -> Any:
 @pytest.fixture
 def fake() -> FakeKube:
     client = FakeKube()
-    client.add("a", 3, [FakePod("a1", annotations={COST: "-100"}), FakePod("a2"), FakePod("a3")])
+    client.add(
+        "a",
+        3,
+        [FakePod("a1", annotations={COST: "-100"}), FakePod("a2"), FakePod("a3")],
+    )
     return client
 
 
@@ -99,7 +103,9 @@ def test_conflict_retried_once(fake):
     actuator(fake, dry_run=False).set_replicas(workload(), 5)
     # Then it was read again and patched a second time.
     assert len(attempts) == 2
-    reads = [call for call in fake.calls if call[0] == "read_namespaced_deployment_scale"]
+    reads = [
+        call for call in fake.calls if call[0] == "read_namespaced_deployment_scale"
+    ]
     assert len(reads) == 2
     assert fake.workloads["a"].replicas == 5
 
@@ -133,11 +139,14 @@ def test_stateful_set_uses_its_scale_subresource():
             return scale
 
     # When it is scaled up.
-    Actuator(apps=Apps(), core=object(), autoscaling=object(), dry_run=False).set_replicas(
-        workload("StatefulSet"), 3
-    )
+    Actuator(
+        apps=Apps(), core=object(), autoscaling=object(), dry_run=False
+    ).set_replicas(workload("StatefulSet"), 3)
     # Then only the StatefulSet scale calls ran.
-    assert calls == ["read_namespaced_stateful_set_scale", "patch_namespaced_stateful_set_scale"]
+    assert calls == [
+        "read_namespaced_stateful_set_scale",
+        "patch_namespaced_stateful_set_scale",
+    ]
 
 
 def test_pods_listed_by_workload_selector(fake):
@@ -164,7 +173,9 @@ def test_gpu_inventory_counts_requests():
     client.add("a", 3, [FakePod("a1"), FakePod("a2"), FakePod("a3")])
     client.add("b", 1, [FakePod("b1", phase="Pending", ready=False)])
     node = V1Node(
-        metadata=V1ObjectMeta(name="node-1", labels={"nvidia.com/gpu.product": "NVIDIA-L40S"}),
+        metadata=V1ObjectMeta(
+            name="node-1", labels={"nvidia.com/gpu.product": "NVIDIA-L40S"}
+        ),
         status=V1NodeStatus(allocatable={"nvidia.com/gpu": "4"}),
     )
     client.list_node = lambda **_: SimpleNamespace(items=[node])  # type: ignore[method-assign]

@@ -102,7 +102,11 @@ def test_load_demo_idempotent():
     # Then the variants, budgets and profiles are there once.
     assert Variant.objects.count() == 4
     l4 = Variant.objects.get(name="llama-8b-l4")
-    assert (l4.namespace, l4.workload_name, l4.max_replicas) == ("llm", "llama-8b-l4", 8)
+    assert (l4.namespace, l4.workload_name, l4.max_replicas) == (
+        "llm",
+        "llama-8b-l4",
+        8,
+    )
     assert l4.profile["alpha"] == 67.0
     h100 = Accelerator.objects.get(name="H100-80GB")
     assert h100.usd_per_gpu_hour == 12.29

@@ -12,7 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.control.fakes import NOW, exposition
-from wva_web.integrations.metrics import ScrapeMetricsSource, ScrapeTarget, parse_exposition
+from wva_web.integrations.metrics import (
+    ScrapeMetricsSource,
+    ScrapeTarget,
+    parse_exposition,
+)
 
 ROUTES: dict[str, tuple[int, str, float]] = {
     "/ok": (200, exposition(kv=0.42, waiting=3, running=7), 0.0),
@@ -137,8 +141,9 @@ def test_scrape_target_carries_readiness(make_model, make_variant):
     variant = make_variant(make_model(), "a", "L4")
 
     def pod(name: str, ready: bool) -> PodInfo:
-        return PodInfo(name, "", "Running", ready, False, "127.0.0.1", 9000,
-                       "/metrics", None)
+        return PodInfo(
+            name, "", "Running", ready, False, "127.0.0.1", 9000, "/metrics", None
+        )
 
     view = VariantView(variant=variant, pods=[pod("a1", True), pod("a2", False)])
     # When the cycle builds its scrape targets.

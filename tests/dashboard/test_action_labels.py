@@ -68,7 +68,7 @@ def test_reason_code_shown_with_text(world: World) -> None:
     make_action(world.alpha, 4, 5, reasons=["scale_up:spare_kv"])
     body = world.client("viewer_a").get("/actions/").content.decode()
     assert (
-        "<code>scale_up:spare_kv</code> <span class=\"reason-text\">"
+        '<code>scale_up:spare_kv</code> <span class="reason-text">'
         "(scale up: mean spare KV-cache below trigger)</span>"
     ) in body
 

@@ -30,9 +30,7 @@ def audit_row(
 def test_audit_page_shows_who_what_when(world: World) -> None:
     # given an approval of team a's action by approver_a
     action = make_action(world.alpha, 4, 5)
-    row = audit_row(
-        world, "scale_action", action.pk, actor=world.users["approver_a"]
-    )
+    row = audit_row(world, "scale_action", action.pk, actor=world.users["approver_a"])
     # when
     body = world.client("viewer_a").get("/audit/").content.decode()
     # then

@@ -20,8 +20,13 @@ NS = "llm"
 @pytest.fixture
 def emulator(tmp_path):
     with Emulator(
-        DATA / "demo_fleet.json", tmp_path, clock="manual", compression=6.0,
-        startup_delay_s=30.0, seed=3, trace=False,
+        DATA / "demo_fleet.json",
+        tmp_path,
+        clock="manual",
+        compression=6.0,
+        startup_delay_s=30.0,
+        seed=3,
+        trace=False,
     ) as emu:
         yield emu
 

@@ -61,7 +61,8 @@ def test_standby_runs_read_only_cycle(demo, settings, caplog):
     assert "read_only" not in ControlCycle.objects.get(pk=first).outputs
     # And console-2 logged why it is read-only.
     logged = [
-        r.getMessage() for r in caplog.records
+        r.getMessage()
+        for r in caplog.records
         if r.name == "wva_web.control.tasks" and "read-only" in r.getMessage()
     ]
     assert len(logged) == 1

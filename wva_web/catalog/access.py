@@ -155,9 +155,7 @@ def visible_audit(user: AnyUser | None) -> QuerySet[AuditLog]:
     variant_ids = (
         visible_variants(user).annotate(key=Cast("pk", CharField())).values("key")
     )
-    model_ids = (
-        visible_models(user).annotate(key=Cast("pk", CharField())).values("key")
-    )
+    model_ids = visible_models(user).annotate(key=Cast("pk", CharField())).values("key")
     # NOTE: rows about a deleted variant or model match no visible id, so only
     # their actor and superusers see them.
     return AuditLog.objects.filter(

@@ -174,7 +174,5 @@ class VariantAdmin(AuditedAdmin):
             objs, request
         )
         perms_needed = {name for name in perms_needed if name not in CASCADED_RECORDS}
-        refusals = [
-            message for obj in objs if (message := deletion.delete_error(obj))
-        ]
+        refusals = [message for obj in objs if (message := deletion.delete_error(obj))]
         return to_delete, counts, perms_needed, [*protected, *refusals]

@@ -23,6 +23,7 @@ from wva_web.catalog.models import InferenceModel, Role, Team, Variant
 
 logger = logging.getLogger(__name__)
 
+
 def _number(values: Mapping[str, Any], name: str) -> float | None:
     value = values.get(name)
     if value is None or isinstance(value, bool):
@@ -99,9 +100,7 @@ def variant_errors(values: Mapping[str, Any]) -> dict[str, str]:
         message := validators.hpa_metrics_error(values["hpa_metrics"])
     ):
         errors["hpa_metrics"] = f"hpa_metrics {message}"
-    if "profile" in values and (
-        message := validators.profile_error(values["profile"])
-    ):
+    if "profile" in values and (message := validators.profile_error(values["profile"])):
         errors["profile"] = f"profile {message}"
     return errors
 

@@ -135,7 +135,11 @@ class Accelerator(models.Model):
         return self.name
 
     def clean(self) -> None:
-        if self.power_idle_w is None or self.power_mid_w is None or self.power_full_w is None:
+        if (
+            self.power_idle_w is None
+            or self.power_mid_w is None
+            or self.power_full_w is None
+        ):
             return
         if not self.power_idle_w <= self.power_mid_w <= self.power_full_w:
             raise ValidationError(
@@ -168,7 +172,9 @@ class ServiceClass(models.Model):
             FiniteNumber("itl_ms"),
         ]
     )
-    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.INTERACTIVE)
+    kind = models.CharField(
+        max_length=16, choices=Kind.choices, default=Kind.INTERACTIVE
+    )
 
     class Meta:
         ordering = ["priority", "name"]
@@ -276,7 +282,9 @@ class Variant(models.Model):
         LEADER_WORKER_SET = "LeaderWorkerSet", "LeaderWorkerSet"
 
     name = models.CharField(max_length=128, unique=True, validators=[LabelText("name")])
-    model = models.ForeignKey(InferenceModel, on_delete=models.PROTECT, related_name="variants")
+    model = models.ForeignKey(
+        InferenceModel, on_delete=models.PROTECT, related_name="variants"
+    )
     accelerator = models.ForeignKey(
         Accelerator, on_delete=models.PROTECT, related_name="variants"
     )
@@ -311,7 +319,9 @@ class Variant(models.Model):
     )
     mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.APPROVAL)
     namespace = models.CharField(max_length=63, validators=[dns_label])
-    kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.DEPLOYMENT)
+    kind = models.CharField(
+        max_length=32, choices=Kind.choices, default=Kind.DEPLOYMENT
+    )
     workload_name = models.CharField(max_length=253, validators=[dns_subdomain])
     # Metrics of the HPA counterfactual: per-pod metric name and target.
     hpa_metrics = models.JSONField(
@@ -325,7 +335,8 @@ class Variant(models.Model):
         ordering = ["model__name", "name"]
         constraints = [
             models.UniqueConstraint(
-                fields=["namespace", "kind", "workload_name"], name="one_variant_per_workload"
+                fields=["namespace", "kind", "workload_name"],
+                name="one_variant_per_workload",
             ),
             models.CheckConstraint(
                 condition=models.Q(min_replicas__lte=models.F("max_replicas")),

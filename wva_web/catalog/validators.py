@@ -171,7 +171,7 @@ def hpa_metrics_error(metrics: Any) -> str | None:
 def profile_error(profile: Any) -> str | None:
     """Describe the first invalid key of a latency profile, or None when it is valid."""
     if not isinstance(profile, dict):
-        return "must be an object such as {\"alpha\": 6.0, \"beta\": 0.05}"
+        return 'must be an object such as {"alpha": 6.0, "beta": 0.05}'
     known = ", ".join(sorted(PROFILE_KEYS))
     for key, value in profile.items():
         if key not in PROFILE_KEYS:

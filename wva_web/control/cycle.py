@@ -156,7 +156,9 @@ class CycleService:
         leader: str = "",
     ) -> None:
         self.clock = clock or timezone.now
-        self.metrics_source = metrics_source or metrics.ScrapeMetricsSource(clock=self.clock)
+        self.metrics_source = metrics_source or metrics.ScrapeMetricsSource(
+            clock=self.clock
+        )
         self._actuator = actuator
         self.read_only = read_only
         self.leader = leader
@@ -208,7 +210,9 @@ class CycleService:
             logger.info(
                 "control cycle %s is read-only: instance %s does not lead the "
                 "cluster (leader: %s), so nothing is proposed or applied",
-                run.cycle.pk, settings.WVA_INSTANCE, self.leader or "unknown",
+                run.cycle.pk,
+                settings.WVA_INSTANCE,
+                self.leader or "unknown",
             )
         else:
             with run.phase("propose"):
@@ -237,7 +241,9 @@ class CycleService:
             for pod in view.ready_pods:
                 sample = view.samples.get(pod.name)
                 if sample is None:
-                    run.error("collect", metrics.MISSING, "no metrics endpoint", pod=pod.name)
+                    run.error(
+                        "collect", metrics.MISSING, "no metrics endpoint", pod=pod.name
+                    )
                 elif sample.status != metrics.OK:
                     kind = sample.error_kind or sample.status
                     run.error("collect", kind, sample.detail, pod=pod.name)
@@ -264,7 +270,9 @@ class CycleService:
             view.grace_period_s = self.actuator.read_grace_period(variant)
         except kube.ActuatorError as exc:
             # The grace period only feeds a warning, so the variant still scales.
-            logger.warning("reading the grace period of %s failed: %s", variant.name, exc)
+            logger.warning(
+                "reading the grace period of %s failed: %s", variant.name, exc
+            )
         return view
 
     def _read_inventory(self, run: CycleRun) -> dict[str, kube.GpuCount] | None:
@@ -289,7 +297,9 @@ class CycleService:
         for view in run.views.values():
             cycle_safety.inspect_view(view, history, run.now, rules)
             cycle_limits.set_limits(view, run.cool, run.now)
-        free, run.free_gpus = cycle_placement.free_gpus(run.views.values(), run.inventory)
+        free, run.free_gpus = cycle_placement.free_gpus(
+            run.views.values(), run.inventory
+        )
         for views in by_model.values():
             model = views[0].variant.model
             summary, decided = analyse_model_views(model, views, desired)
@@ -457,7 +467,9 @@ class CycleService:
         if decision.needs_approval:
             logger.warning(
                 "scale action %s of %s waits for an approver: %s",
-                action.pk, variant.name, decision.needs_approval,
+                action.pk,
+                variant.name,
+                decision.needs_approval,
             )
             return
         try:
@@ -482,11 +494,21 @@ class CycleService:
         cycle.timings_ms = checked_json(run.timings_ms)
         cycle.errors = checked_json(run.errors)
         cycle.save(
-            update_fields=["finished_at", "status", "inputs", "outputs", "timings_ms", "errors"]
+            update_fields=[
+                "finished_at",
+                "status",
+                "inputs",
+                "outputs",
+                "timings_ms",
+                "errors",
+            ]
         )
         logger.info(
             "control cycle %s finished: %s, %d variants, %d errors",
-            cycle.pk, status, len(run.views), len(run.errors),
+            cycle.pk,
+            status,
+            len(run.views),
+            len(run.errors),
         )
 
 
@@ -585,7 +607,9 @@ def saturation_config(model: InferenceModel) -> saturation.SaturationConfig:
     )
 
 
-def hold(view: VariantView, reasons: list[str], bound_by: str, message: str = "") -> VariantDecision:
+def hold(
+    view: VariantView, reasons: list[str], bound_by: str, message: str = ""
+) -> VariantDecision:
     """Build a decision that keeps the current count.
 
     When the workload could not be read, the decision keeps the last
@@ -666,7 +690,9 @@ def analyse_model_views(
     failed = [view.variant.name for view in views if view.current is None]
     if failed:
         reasons = [f"kube_error:{name}" for name in failed]
-        decided = {view.variant.pk: hold(view, reasons, "missing_data") for view in views}
+        decided = {
+            view.variant.pk: hold(view, reasons, "missing_data") for view in views
+        }
         return {"reasons": reasons}, decided
     inputs = tuple(
         variant_input(view, desired.get(view.variant.pk), extra_excluded)
@@ -766,9 +792,7 @@ def previous_hpa_history(variant: Variant, now: datetime) -> list[list[Any]]:
     return [[float(at), int(replicas)] for at, replicas in stored if float(at) > cutoff]
 
 
-def hpa_metric(
-    view: VariantView, spec: dict[str, Any]
-) -> hpa_policy.HpaMetric:
+def hpa_metric(view: VariantView, spec: dict[str, Any]) -> hpa_policy.HpaMetric:
     """Build one per-pod HPA metric; a pod without a valid value maps to None."""
     name = str(spec.get("metric", ""))
     target = float(spec.get("target_average_value") or 0.0)
@@ -777,13 +801,15 @@ def hpa_metric(
     for pod in view.live_pods:
         sample = view.samples.get(pod.name)
         value = None
-        if attribute and sample is not None and sample.field_status.get(attribute) == "ok":
+        if (
+            attribute
+            and sample is not None
+            and sample.field_status.get(attribute) == "ok"
+        ):
             value = getattr(sample, attribute)
         values[pod.name] = value
     valid = attribute is not None and target > 0
-    return hpa_policy.HpaMetric(
-        name, "pods", target, pod_values=values, valid=valid
-    )
+    return hpa_policy.HpaMetric(name, "pods", target, pod_values=values, valid=valid)
 
 
 def hpa_counterfactual(
@@ -803,7 +829,10 @@ def hpa_counterfactual(
             max_replicas=variant.max_replicas,
             pods=tuple(
                 hpa_policy.HpaPod(
-                    pod.name, phase=pod.phase, ready=pod.ready, terminating=pod.terminating
+                    pod.name,
+                    phase=pod.phase,
+                    ready=pod.ready,
+                    terminating=pod.terminating,
                 )
                 for pod in view.pods
             ),
@@ -823,8 +852,11 @@ def inventory_json(inventory: dict[str, kube.GpuCount] | None) -> dict[str, Any]
     if inventory is None:
         return None
     return {
-        name: {"allocatable": count.allocatable, "requested": count.requested,
-               "free": count.free}
+        name: {
+            "allocatable": count.allocatable,
+            "requested": count.requested,
+            "free": count.free,
+        }
         for name, count in sorted(inventory.items())
     }
 
@@ -843,7 +875,8 @@ def variant_inputs(view: VariantView) -> dict[str, Any]:
                 "terminating": pod.terminating,
                 "deletion_cost": pod.deletion_cost,
                 "sample": view.samples[pod.name].as_json()
-                if pod.name in view.samples else None,
+                if pod.name in view.samples
+                else None,
                 "peak": view.peaks.get(pod.name),
                 "flags": pod_flags(view, pod.name),
             }
@@ -891,8 +924,12 @@ def metric_sample(
 
 
 def condition(
-    kind: str, status: bool | str, reason: str, message: str,
-    previous: list[dict[str, Any]], now: datetime,
+    kind: str,
+    status: bool | str,
+    reason: str,
+    message: str,
+    previous: list[dict[str, Any]],
+    now: datetime,
 ) -> dict[str, Any]:
     """Build an HPA-style condition that keeps `since` while status and reason stay.
 
@@ -901,9 +938,19 @@ def condition(
     text = status if isinstance(status, str) else ("True" if status else "False")
     since = now.isoformat()
     for old in previous:
-        if old.get("type") == kind and old.get("status") == text and old.get("reason") == reason:
+        if (
+            old.get("type") == kind
+            and old.get("status") == text
+            and old.get("reason") == reason
+        ):
             since = str(old.get("since") or since)
-    return {"type": kind, "status": text, "reason": reason, "message": message, "since": since}
+    return {
+        "type": kind,
+        "status": text,
+        "reason": reason,
+        "message": message,
+        "since": since,
+    }
 
 
 def metrics_condition(view: VariantView, status: str) -> tuple[bool, str, str]:
@@ -913,12 +960,20 @@ def metrics_condition(view: VariantView, status: str) -> tuple[bool, str, str]:
         return False, "metrics_unavailable", "every metrics scrape failed in this cycle"
     invalid = view.invalid_pods()
     if not invalid:
-        return True, "metrics_ok", "every ready replica reports KV-cache usage and queue"
+        return (
+            True,
+            "metrics_ok",
+            "every ready replica reports KV-cache usage and queue",
+        )
     first = view.samples.get(invalid[0])
     reason = first.status if first is not None else metrics.MISSING
     ready = len(view.ready_pods)
     names = ", ".join(invalid)
-    return False, reason, f"{len(invalid)} of {ready} ready replicas without valid metrics: {names}"
+    return (
+        False,
+        reason,
+        f"{len(invalid)} of {ready} ready replicas without valid metrics: {names}",
+    )
 
 
 def scaling_conditions(
@@ -967,20 +1022,30 @@ def update_variant_state(
     ]
     for extra in decision.conditions:
         details = {
-            key: value for key, value in extra.items()
+            key: value
+            for key, value in extra.items()
             if key not in ("type", "status", "reason", "message")
         }
         item = condition(
-            extra["type"], extra["status"], extra["reason"], extra["message"],
-            previous, run.now,
+            extra["type"],
+            extra["status"],
+            extra["reason"],
+            extra["message"],
+            previous,
+            run.now,
         )
         conditions.append({**item, **details})
     samples = [
         view.samples[pod.name] for pod in view.ready_pods if pod.name in view.samples
     ]
-    kv = [s.kv_cache_usage for s in samples if s.field_status.get("kv_cache_usage") == "ok"]
+    kv = [
+        s.kv_cache_usage
+        for s in samples
+        if s.field_status.get("kv_cache_usage") == "ok"
+    ]
     waiting = [
-        s.num_requests_waiting for s in samples
+        s.num_requests_waiting
+        for s in samples
         if s.field_status.get("num_requests_waiting") == "ok"
     ]
     state.updated_at = run.now
@@ -1005,7 +1070,9 @@ def update_variant_state(
     state.save()
 
 
-def accelerator_totals(accelerator: Accelerator, views: list[VariantView]) -> dict[str, Any]:
+def accelerator_totals(
+    accelerator: Accelerator, views: list[VariantView]
+) -> dict[str, Any]:
     """Replicas, GPUs, mean KV usage, power and cost of one accelerator type."""
     curve = power_curves.PowerCurve(
         accelerator.power_idle_w, accelerator.power_mid_w, accelerator.power_full_w

@@ -159,7 +159,8 @@ def explain_limits(
     with none growing, gets the code too: the replica would have gone to it.
     """
     winners = [
-        view for view in views
+        view
+        for view in views
         if view.current is not None and decided[view.variant.pk].target > view.current
     ]
     winner = min(winners, key=_price_key) if winners else None
@@ -172,8 +173,10 @@ def explain_limits(
         capped = CAPPED_BY_MAX in decision.reasons and view.max_replicas < (
             view.variant.max_replicas
         )
-        preferred = wants_up and _eligible(view) and (
-            winner is None or _price_key(view) < _price_key(winner)
+        preferred = (
+            wants_up
+            and _eligible(view)
+            and (winner is None or _price_key(view) < _price_key(winner))
         )
         if not capped and not preferred:
             continue

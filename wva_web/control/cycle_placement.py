@@ -174,7 +174,9 @@ def place_model(
                 decision.held_scale_up = STUCK_QUEUE
                 logger.warning(
                     "variant %s: %s: no scale-up, the trigger comes only from "
-                    "replicas with stuck queues", view.variant.name, STUCK_QUEUE,
+                    "replicas with stuck queues",
+                    view.variant.name,
+                    STUCK_QUEUE,
                 )
                 continue
             _place_scale_up(view, views, decided, free, rules)
@@ -206,7 +208,11 @@ def _place_scale_up(
         if rules.gpu_limiter and free.get(accelerator.pk) is None:
             message = f"free {accelerator.name} GPUs are unknown: not limited"
             add_condition(
-                view, decision, "GpuAvailable", INVENTORY_UNKNOWN, message,
+                view,
+                decision,
+                "GpuAvailable",
+                INVENTORY_UNKNOWN,
+                message,
                 status="Unknown",
             )
         _take(view, free, replicas)
@@ -232,7 +238,8 @@ def _place_scale_up(
         )
         logger.warning(
             "variant %s: %s: no other variant can take the replica",
-            view.variant.name, code,
+            view.variant.name,
+            code,
         )
         return
     target = others[0]
@@ -241,7 +248,9 @@ def _place_scale_up(
     _take(target, free, replicas)
     logger.warning(
         "variant %s: %s: replica moved to %s",
-        view.variant.name, code, target.variant.name,
+        view.variant.name,
+        code,
+        target.variant.name,
     )
 
 
@@ -264,7 +273,8 @@ def _move_timed_out(
         if not others:
             logger.warning(
                 "variant %s: %s: no other variant can take the replica",
-                view.variant.name, UNSCHEDULABLE,
+                view.variant.name,
+                UNSCHEDULABLE,
             )
             continue
         target = others[0]
@@ -273,7 +283,9 @@ def _move_timed_out(
         _take(target, free, replicas)
         logger.warning(
             "variant %s: %s: replica moved to %s",
-            view.variant.name, UNSCHEDULABLE, target.variant.name,
+            view.variant.name,
+            UNSCHEDULABLE,
+            target.variant.name,
         )
 
 

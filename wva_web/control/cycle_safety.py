@@ -225,7 +225,11 @@ def flag_view(view: VariantView, decision: VariantDecision) -> list[dict[str, An
             "pre-stop hook that drains the replica"
         )
         add_condition(
-            view, decision, "GracePeriodSufficient", SHORT_GRACE_PERIOD, message,
+            view,
+            decision,
+            "GracePeriodSufficient",
+            SHORT_GRACE_PERIOD,
+            message,
             grace_period_s=grace,
         )
     if view.crash_looping:

@@ -60,8 +60,12 @@ class MetricSample(models.Model):
     null, and `status` says why; it is never stored as zero.
     """
 
-    cycle = models.ForeignKey(ControlCycle, on_delete=models.CASCADE, related_name="samples")
-    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="samples")
+    cycle = models.ForeignKey(
+        ControlCycle, on_delete=models.CASCADE, related_name="samples"
+    )
+    variant = models.ForeignKey(
+        Variant, on_delete=models.CASCADE, related_name="samples"
+    )
     pod = models.CharField(max_length=253)
     phase = models.CharField(max_length=16, default="Running")
     ready = models.BooleanField(default=True)
@@ -71,12 +75,17 @@ class MetricSample(models.Model):
     num_requests_running = models.FloatField(null=True, blank=True)
     prompt_tokens_total = models.FloatField(null=True, blank=True)
     generation_tokens_total = models.FloatField(null=True, blank=True)
-    status = models.CharField(max_length=24, choices=SampleStatus.choices, default=SampleStatus.OK)
+    status = models.CharField(
+        max_length=24, choices=SampleStatus.choices, default=SampleStatus.OK
+    )
     detail = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-sampled_at", "pod"]
         indexes = [models.Index(fields=["variant", "-sampled_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.pod} at {self.sampled_at:%H:%M:%S} ({self.status})"
 
 
 class AcceleratorSample(models.Model):
@@ -100,12 +109,19 @@ class AcceleratorSample(models.Model):
     class Meta:
         ordering = ["-at"]
 
+    def __str__(self) -> str:
+        return f"{self.accelerator} at {self.at:%H:%M:%S}"
+
 
 class Decision(models.Model):
     """What one cycle decided for one variant, and why."""
 
-    cycle = models.ForeignKey(ControlCycle, on_delete=models.CASCADE, related_name="decisions")
-    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="decisions")
+    cycle = models.ForeignKey(
+        ControlCycle, on_delete=models.CASCADE, related_name="decisions"
+    )
+    variant = models.ForeignKey(
+        Variant, on_delete=models.CASCADE, related_name="decisions"
+    )
     current_replicas = models.PositiveIntegerField()
     ready_replicas = models.PositiveIntegerField()
     target_replicas = models.PositiveIntegerField()
@@ -123,6 +139,9 @@ class Decision(models.Model):
 
     class Meta:
         ordering = ["-cycle__started_at", "variant__name"]
+
+    def __str__(self) -> str:
+        return f"{self.variant} {self.current_replicas}->{self.target_replicas}"
 
 
 class ActionState(models.TextChoices):
@@ -142,15 +161,24 @@ OPEN_STATES = (ActionState.PENDING, ActionState.APPROVED, ActionState.OVERRIDDEN
 class ScaleAction(models.Model):
     """A change of one variant's replicas from `from_replicas` to `to_replicas`."""
 
-    variant = models.ForeignKey(Variant, on_delete=models.CASCADE, related_name="actions")
+    variant = models.ForeignKey(
+        Variant, on_delete=models.CASCADE, related_name="actions"
+    )
     decision = models.ForeignKey(
-        Decision, on_delete=models.SET_NULL, null=True, blank=True, related_name="actions"
+        Decision,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="actions",
     )
     created_at = models.DateTimeField(db_index=True)
     from_replicas = models.PositiveIntegerField()
     to_replicas = models.PositiveIntegerField()
     state = models.CharField(
-        max_length=16, choices=ActionState.choices, default=ActionState.PENDING, db_index=True
+        max_length=16,
+        choices=ActionState.choices,
+        default=ActionState.PENDING,
+        db_index=True,
     )
     # Null requester: the control cycle proposed it.
     requested_by = models.ForeignKey(
@@ -185,7 +213,8 @@ class ScaleAction(models.Model):
         indexes = [models.Index(fields=["variant", "state"])]
 
     def __str__(self) -> str:
-        return f"{self.variant.name} {self.from_replicas}->{self.to_replicas} ({self.state})"
+        change = f"{self.from_replicas}->{self.to_replicas}"
+        return f"{self.variant.name} {change} ({self.state})"
 
     @property
     def effective_replicas(self) -> int:
@@ -217,6 +246,9 @@ class AuditLog(models.Model):
     class Meta:
         ordering = ["-at"]
 
+    def __str__(self) -> str:
+        return f"{self.verb} {self.object_type} {self.object_id}"
+
 
 class CycleLock(models.Model):
     """A named lease that keeps one control cycle running at a time.
@@ -233,11 +265,16 @@ class CycleLock(models.Model):
     detail = models.CharField(max_length=255, blank=True)
     checked_at = models.DateTimeField(null=True, blank=True)
 
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder or 'nobody'}"
+
 
 class VariantState(models.Model):
     """The latest known state of a variant, updated by every cycle."""
 
-    variant = models.OneToOneField(Variant, on_delete=models.CASCADE, related_name="state")
+    variant = models.OneToOneField(
+        Variant, on_delete=models.CASCADE, related_name="state"
+    )
     updated_at = models.DateTimeField()
     last_cycle = models.ForeignKey(
         ControlCycle, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -266,3 +303,6 @@ class VariantState(models.Model):
     # Consecutive cycles with a missing KV-cache sample on some replica.
     missing_kv_cycles = models.PositiveIntegerField(default=0)
     degraded = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"state of {self.variant}"

@@ -63,8 +63,12 @@ def fail_unschedulable(
         )
     logger.warning(
         "scale action %s failed: variant=%s from=%s to=%s accelerator=%s reason=%s",
-        action.pk, variant.name, action.from_replicas, action.effective_replicas,
-        variant.accelerator.name, UNSCHEDULABLE,
+        action.pk,
+        variant.name,
+        action.from_replicas,
+        action.effective_replicas,
+        variant.accelerator.name,
+        UNSCHEDULABLE,
     )
     action.refresh_from_db()
     return action

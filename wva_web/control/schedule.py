@@ -19,7 +19,9 @@ def ensure_cycle_schedule(period_s: float | None = None) -> PeriodicTask:
     The entry expires after one period, so a backlog of missed runs is
     dropped instead of piling up behind a slow worker.
     """
-    period = max(1, round(period_s if period_s is not None else settings.WVA_CYCLE_PERIOD_S))
+    period = max(
+        1, round(period_s if period_s is not None else settings.WVA_CYCLE_PERIOD_S)
+    )
     interval, _ = IntervalSchedule.objects.get_or_create(
         every=period, period=IntervalSchedule.SECONDS
     )
@@ -33,7 +35,9 @@ def ensure_cycle_schedule(period_s: float | None = None) -> PeriodicTask:
         },
     )
     logger.info(
-        "%s the beat entry %r: every %s s", "created" if created else "updated",
-        CYCLE_ENTRY, period,
+        "%s the beat entry %r: every %s s",
+        "created" if created else "updated",
+        CYCLE_ENTRY,
+        period,
     )
     return task

@@ -20,7 +20,6 @@ from django.utils import timezone
 
 from wva_web.catalog import access
 from wva_web.catalog.models import ROLE_RANK, Accelerator, Membership, Role, Variant
-from wva_web.dashboard import charts
 from wva_web.control.models import (
     AcceleratorSample,
     ActionState,
@@ -33,6 +32,7 @@ from wva_web.control.models import (
     ScaleAction,
     VariantState,
 )
+from wva_web.dashboard import charts
 
 User: TypeAlias = AbstractBaseUser | AnonymousUser
 

@@ -418,8 +418,10 @@ def cycle_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def audit_list(request: HttpRequest) -> HttpResponse:
     """List who changed what and when, with the values before and after."""
-    rows = access.visible_audit(request.user).select_related("actor").order_by(
-        "-at", "-id"
+    rows = (
+        access.visible_audit(request.user)
+        .select_related("actor")
+        .order_by("-at", "-id")
     )
     page = Paginator(rows, queries.AUDIT_PER_PAGE).get_page(request.GET.get("page"))
     entries = [queries.audit_entry(row) for row in page]
@@ -487,8 +489,6 @@ def favicon(request: HttpRequest) -> HttpResponse:
     body = finders.find("favicon.svg")
     if body is None:
         return HttpResponse(status=204)
-    response = HttpResponse(
-        Path(body).read_bytes(), content_type="image/svg+xml"
-    )
+    response = HttpResponse(Path(body).read_bytes(), content_type="image/svg+xml")
     response["Cache-Control"] = "public, max-age=86400"
     return response

@@ -155,7 +155,9 @@ def classify(exc: Exception, what: str) -> ActuatorError:
         if status in TRANSIENT_STATUSES or status >= 500 or status == 0:
             return TransientActuatorError(message, f"http_{status}", status)
         reasons = {403: "forbidden", 404: "not_found"}
-        return PermanentActuatorError(message, reasons.get(status, f"http_{status}"), status)
+        return PermanentActuatorError(
+            message, reasons.get(status, f"http_{status}"), status
+        )
     if isinstance(exc, urllib3.exceptions.TimeoutError):
         return TransientActuatorError(f"{what} timed out", "timeout")
     return TransientActuatorError(f"{what} failed: {exc}", "connection_error")
@@ -237,12 +239,16 @@ class Actuator:
         labels = workload.spec.selector.match_labels or {}
         if not labels:
             raise PermanentActuatorError(
-                f"{variant.workload_name} has no spec.selector.matchLabels", "no_selector"
+                f"{variant.workload_name} has no spec.selector.matchLabels",
+                "no_selector",
             )
         selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
         what = f"list pods of {variant.namespace}/{variant.workload_name}"
         pods = self._call(
-            what, self.core.list_namespaced_pod, variant.namespace, label_selector=selector
+            what,
+            self.core.list_namespaced_pod,
+            variant.namespace,
+            label_selector=selector,
         )
         return sorted((pod_info(pod) for pod in pods.items), key=lambda p: p.name)
 
@@ -250,7 +256,9 @@ class Actuator:
         """Return the name of an HPA whose scaleTargetRef is the variant's workload."""
         what = f"list HPAs in {variant.namespace}"
         hpas = self._call(
-            what, self.autoscaling.list_namespaced_horizontal_pod_autoscaler, variant.namespace
+            what,
+            self.autoscaling.list_namespaced_horizontal_pod_autoscaler,
+            variant.namespace,
         )
         for hpa in hpas.items:
             ref = hpa.spec.scale_target_ref
@@ -311,7 +319,9 @@ class Actuator:
             if not namespaces:
                 raise
             # NOTE: GPUs requested by pods outside these namespaces are not counted.
-            logger.info("counting GPU requests in %s only: %s", ",".join(namespaces), exc)
+            logger.info(
+                "counting GPU requests in %s only: %s", ",".join(namespaces), exc
+            )
         scheduled: list[Any] = []
         for namespace in namespaces:
             pods = self._call(
@@ -344,7 +354,10 @@ class Actuator:
         if dry:
             logger.info(
                 "dry run: would scale %s/%s from %s to %s replicas (victim %s)",
-                variant.namespace, variant.workload_name, previous, replicas,
+                variant.namespace,
+                variant.workload_name,
+                previous,
+                replicas,
                 victim_pod or "-",
             )
             return result
@@ -353,7 +366,9 @@ class Actuator:
         except TransientActuatorError as exc:
             if exc.status != 409:
                 raise
-            logger.warning("scale of %s hit a conflict, retrying once", variant.workload_name)
+            logger.warning(
+                "scale of %s hit a conflict, retrying once", variant.workload_name
+            )
             result.previous = self.read_replicas(variant)
             self._patch_scale(variant, replicas)
         result.calls.append(f"scale:{replicas}")
@@ -384,7 +399,9 @@ class Actuator:
         self._annotate(variant, victim_pod, VICTIM_COST, dry)
         calls.append(f"victim:{victim_pod}")
 
-    def _annotate(self, variant: Workload, pod: str, cost: str | None, dry: bool) -> None:
+    def _annotate(
+        self, variant: Workload, pod: str, cost: str | None, dry: bool
+    ) -> None:
         if dry:
             logger.info("dry run: would set %s=%s on pod %s", DELETION_COST, cost, pod)
             return
@@ -427,7 +444,10 @@ def _waiting_reason(pod: Any) -> str:
 
 def _restart_count(pod: Any) -> int:
     return max(
-        (int(status.restart_count or 0) for status in pod.status.container_statuses or []),
+        (
+            int(status.restart_count or 0)
+            for status in pod.status.container_statuses or []
+        ),
         default=0,
     )
 
@@ -497,13 +517,16 @@ def _api_client() -> k8s.ApiClient:
     path = settings.WVA_KUBECONFIG
     try:
         if path:
-            k8s_config.load_kube_config(config_file=path, client_configuration=configuration)
+            k8s_config.load_kube_config(
+                config_file=path, client_configuration=configuration
+            )
         else:
             k8s_config.load_incluster_config(client_configuration=configuration)
     except (k8s_config.ConfigException, OSError) as exc:
         source = path or "in-cluster configuration"
         raise PermanentActuatorError(
-            f"cannot load Kubernetes configuration from {source}: {exc}", "no_kubeconfig"
+            f"cannot load Kubernetes configuration from {source}: {exc}",
+            "no_kubeconfig",
         ) from exc
     # The actuator retries by itself; urllib3's own retries would stretch timeouts.
     configuration.retries = 0

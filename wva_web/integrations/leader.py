@@ -179,7 +179,10 @@ class LeaderElector:
             return Leadership(False, holder, HELD_BY_OTHER, detail, now, expires)
         logger.info(
             "lease %s/%s of %s expired at %s: taking it over",
-            self.namespace, LEASE_NAME, holder or "nobody", expires,
+            self.namespace,
+            LEASE_NAME,
+            holder or "nobody",
+            expires,
         )
         return self._write(lease, now, ACQUIRED)
 
@@ -235,7 +238,9 @@ class LeaderElector:
             return self._lost(now)
         logger.info(
             "instance %s created lease %s/%s and leads the cluster",
-            self.identity, self.namespace, LEASE_NAME,
+            self.identity,
+            self.namespace,
+            LEASE_NAME,
         )
         return self._leading(now, ACQUIRED)
 
@@ -269,7 +274,9 @@ class LeaderElector:
         if taking_over:
             logger.info(
                 "instance %s took over lease %s/%s and leads the cluster",
-                self.identity, self.namespace, LEASE_NAME,
+                self.identity,
+                self.namespace,
+                LEASE_NAME,
             )
         return self._leading(now, reason)
 
@@ -282,7 +289,9 @@ class LeaderElector:
         """Report a 409 on a write: another instance changed the Lease first."""
         logger.info(
             "lease %s/%s changed while instance %s wrote it: another instance won",
-            self.namespace, LEASE_NAME, self.identity,
+            self.namespace,
+            LEASE_NAME,
+            self.identity,
         )
         try:
             lease = self._read()

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 import requests
@@ -236,7 +236,9 @@ def parse_exposition(
         sample.field_status = dict.fromkeys(FIELDS, NOT_NUMERIC)
         return sample
     if not any(name.startswith("vllm:") for name in by_name):
-        return failed_sample(pod, at, "empty_response", "no vllm series in the response")
+        return failed_sample(
+            pod, at, "empty_response", "no vllm series in the response"
+        )
     sources = {
         "num_requests_waiting": WAITING,
         "num_requests_running": RUNNING,
@@ -263,8 +265,11 @@ def parse_exposition(
         if detail:
             details.append(detail)
     result.status = next(
-        (result.field_status[name] for name in REQUIRED_FIELDS
-         if result.field_status[name] != OK),
+        (
+            result.field_status[name]
+            for name in REQUIRED_FIELDS
+            if result.field_status[name] != OK
+        ),
         OK,
     )
     result.detail = "; ".join(details)
@@ -298,7 +303,7 @@ class ScrapeMetricsSource:
         self.timeout_s = float(timeout_s or settings.WVA_SCRAPE_TIMEOUT_S)
         self.stale_after_s = stale_after_s
         self.max_workers = max_workers
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or (lambda: datetime.now(UTC))
 
     def scrape(self, targets: Sequence[ScrapeTarget]) -> dict[str, PodMetrics]:
         """Return one PodMetrics per target, keyed by pod name."""
@@ -307,7 +312,9 @@ class ScrapeMetricsSource:
         at = self.clock()
         workers = min(self.max_workers, len(targets))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrape")
-        futures = {pool.submit(self._scrape_one, target, at): target for target in targets}
+        futures = {
+            pool.submit(self._scrape_one, target, at): target for target in targets
+        }
         done, _ = wait(futures, timeout=self.timeout_s + 1.0)
         pool.shutdown(wait=False, cancel_futures=True)
         results: dict[str, PodMetrics] = {}
@@ -317,7 +324,9 @@ class ScrapeMetricsSource:
             else:
                 logger.log(
                     target.failure_level,
-                    "scrape of pod %s at %s timed out", target.pod, target.url,
+                    "scrape of pod %s at %s timed out",
+                    target.pod,
+                    target.url,
                 )
                 results[target.pod] = failed_sample(
                     target.pod, at, "timeout", f"{target.url} timed out"
@@ -332,14 +341,21 @@ class ScrapeMetricsSource:
             code = exc.response.status_code if exc.response is not None else 0
             logger.log(
                 target.failure_level,
-                "scrape of pod %s failed: HTTP %s", target.pod, code,
+                "scrape of pod %s failed: HTTP %s",
+                target.pod,
+                code,
             )
-            return failed_sample(target.pod, at, f"http_{code}", f"HTTP {code} from {target.url}")
+            return failed_sample(
+                target.pod, at, f"http_{code}", f"HTTP {code} from {target.url}"
+            )
         except requests.RequestException as exc:
             kind = _error_kind(exc)
             logger.log(
                 target.failure_level,
-                "scrape of pod %s failed (%s): %s", target.pod, kind, exc,
+                "scrape of pod %s failed (%s): %s",
+                target.pod,
+                kind,
+                exc,
             )
             return failed_sample(target.pod, at, kind, f"{kind} on {target.url}")
         elapsed_ms = (time.monotonic() - started) * 1000.0

@@ -2,13 +2,13 @@
 
 import django.core.validators
 import django.db.models.deletion
-import wva_web.catalog.models
 from django.conf import settings
 from django.db import migrations, models
 
+import wva_web.catalog.models
+
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,103 +17,454 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Accelerator',
+            name="Accelerator",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64, unique=True, validators=[django.core.validators.RegexValidator('^[^\\x00-\\x1f\\x7f]+$', 'must not contain control characters such as a newline')])),
-                ('vendor', models.CharField(default='NVIDIA', max_length=32, validators=[django.core.validators.RegexValidator('^[^\\x00-\\x1f\\x7f]+$', 'must not contain control characters such as a newline')])),
-                ('node_label_value', models.CharField(blank=True, max_length=128, validators=[django.core.validators.RegexValidator('^[^\\x00-\\x1f\\x7f]+$', 'must not contain control characters such as a newline')])),
-                ('memory_gb', models.FloatField(validators=[django.core.validators.MinValueValidator(0.1)])),
-                ('usd_per_gpu_hour', models.FloatField(validators=[django.core.validators.MinValueValidator(0)])),
-                ('power_idle_w', models.FloatField(validators=[django.core.validators.MinValueValidator(0)])),
-                ('power_mid_w', models.FloatField(validators=[django.core.validators.MinValueValidator(0)])),
-                ('power_full_w', models.FloatField(validators=[django.core.validators.MinValueValidator(0)])),
-                ('gpus_available', models.PositiveIntegerField(blank=True, null=True)),
-                ('source', models.TextField(blank=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=64,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[^\\x00-\\x1f\\x7f]+$",
+                                "must not contain control characters such as a newline",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "vendor",
+                    models.CharField(
+                        default="NVIDIA",
+                        max_length=32,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[^\\x00-\\x1f\\x7f]+$",
+                                "must not contain control characters such as a newline",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "node_label_value",
+                    models.CharField(
+                        blank=True,
+                        max_length=128,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[^\\x00-\\x1f\\x7f]+$",
+                                "must not contain control characters such as a newline",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "memory_gb",
+                    models.FloatField(
+                        validators=[django.core.validators.MinValueValidator(0.1)]
+                    ),
+                ),
+                (
+                    "usd_per_gpu_hour",
+                    models.FloatField(
+                        validators=[django.core.validators.MinValueValidator(0)]
+                    ),
+                ),
+                (
+                    "power_idle_w",
+                    models.FloatField(
+                        validators=[django.core.validators.MinValueValidator(0)]
+                    ),
+                ),
+                (
+                    "power_mid_w",
+                    models.FloatField(
+                        validators=[django.core.validators.MinValueValidator(0)]
+                    ),
+                ),
+                (
+                    "power_full_w",
+                    models.FloatField(
+                        validators=[django.core.validators.MinValueValidator(0)]
+                    ),
+                ),
+                ("gpus_available", models.PositiveIntegerField(blank=True, null=True)),
+                ("source", models.TextField(blank=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='ServiceClass',
+            name="ServiceClass",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=64, unique=True, validators=[django.core.validators.RegexValidator('^[^\\x00-\\x1f\\x7f]+$', 'must not contain control characters such as a newline')])),
-                ('priority', models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1)])),
-                ('ttft_ms', models.FloatField(validators=[django.core.validators.MinValueValidator(1.0)])),
-                ('itl_ms', models.FloatField(validators=[django.core.validators.MinValueValidator(1.0)])),
-                ('kind', models.CharField(choices=[('interactive', 'interactive'), ('batch', 'batch')], default='interactive', max_length=16)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=64,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[^\\x00-\\x1f\\x7f]+$",
+                                "must not contain control characters such as a newline",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "priority",
+                    models.PositiveSmallIntegerField(
+                        default=1,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "ttft_ms",
+                    models.FloatField(
+                        validators=[django.core.validators.MinValueValidator(1.0)]
+                    ),
+                ),
+                (
+                    "itl_ms",
+                    models.FloatField(
+                        validators=[django.core.validators.MinValueValidator(1.0)]
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("interactive", "interactive"), ("batch", "batch")],
+                        default="interactive",
+                        max_length=16,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'service classes',
-                'ordering': ['priority', 'name'],
+                "verbose_name_plural": "service classes",
+                "ordering": ["priority", "name"],
             },
         ),
         migrations.CreateModel(
-            name='Team',
+            name="Team",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.SlugField(max_length=63, unique=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                ("name", models.SlugField(max_length=63, unique=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='InferenceModel',
+            name="InferenceModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True, validators=[django.core.validators.RegexValidator('^[^\\x00-\\x1f\\x7f]+$', 'must not contain control characters such as a newline')])),
-                ('policy', models.CharField(blank=True, choices=[('wva-v1', 'wva-v1 (saturation analysis)'), ('hpa', 'hpa (Kubernetes HPA algorithm)')], max_length=16)),
-                ('kv_cache_threshold', models.FloatField(default=0.8, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('queue_length_threshold', models.FloatField(default=5.0, validators=[django.core.validators.MinValueValidator(1.0)])),
-                ('kv_spare_trigger', models.FloatField(default=0.1, validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1.0)])),
-                ('queue_spare_trigger', models.FloatField(default=3.0, validators=[django.core.validators.MinValueValidator(0)])),
-                ('service_class', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='models', to='catalog.serviceclass')),
-                ('team', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='models', to='catalog.team')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=200,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[^\\x00-\\x1f\\x7f]+$",
+                                "must not contain control characters such as a newline",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "policy",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("wva-v1", "wva-v1 (saturation analysis)"),
+                            ("hpa", "hpa (Kubernetes HPA algorithm)"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "kv_cache_threshold",
+                    models.FloatField(
+                        default=0.8,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "queue_length_threshold",
+                    models.FloatField(
+                        default=5.0,
+                        validators=[django.core.validators.MinValueValidator(1.0)],
+                    ),
+                ),
+                (
+                    "kv_spare_trigger",
+                    models.FloatField(
+                        default=0.1,
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(1.0),
+                        ],
+                    ),
+                ),
+                (
+                    "queue_spare_trigger",
+                    models.FloatField(
+                        default=3.0,
+                        validators=[django.core.validators.MinValueValidator(0)],
+                    ),
+                ),
+                (
+                    "service_class",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="models",
+                        to="catalog.serviceclass",
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="models",
+                        to="catalog.team",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('viewer', 'viewer'), ('operator', 'operator'), ('approver', 'approver')], default='viewer', max_length=16)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
-                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='catalog.team')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[
+                            ("viewer", "viewer"),
+                            ("operator", "operator"),
+                            ("approver", "approver"),
+                        ],
+                        default="viewer",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to="catalog.team",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('team', 'user'), name='one_role_per_team')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("team", "user"), name="one_role_per_team"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Variant',
+            name="Variant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=128, unique=True, validators=[django.core.validators.RegexValidator('^[^\\x00-\\x1f\\x7f]+$', 'must not contain control characters such as a newline')])),
-                ('gpus_per_replica', models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1)])),
-                ('max_num_seqs', models.PositiveIntegerField(default=256, validators=[django.core.validators.MinValueValidator(1)])),
-                ('max_model_len', models.PositiveIntegerField(default=8192, validators=[django.core.validators.MinValueValidator(1)])),
-                ('max_num_batched_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('profile', models.JSONField(blank=True, default=wva_web.catalog.models.default_profile)),
-                ('min_replicas', models.PositiveIntegerField(default=1)),
-                ('max_replicas', models.PositiveIntegerField(default=4)),
-                ('mode', models.CharField(choices=[('auto', 'auto: apply at once'), ('approval', 'approval: wait for an approver'), ('advisory', 'advisory: record only')], default='approval', max_length=16)),
-                ('namespace', models.CharField(max_length=63, validators=[django.core.validators.RegexValidator('^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$', "must be a lowercase RFC 1123 label: a-z, 0-9 and '-', at most 63 characters")])),
-                ('kind', models.CharField(choices=[('Deployment', 'Deployment'), ('StatefulSet', 'StatefulSet'), ('LeaderWorkerSet', 'LeaderWorkerSet')], default='Deployment', max_length=32)),
-                ('workload_name', models.CharField(max_length=253, validators=[django.core.validators.RegexValidator('^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$', "must be a lowercase RFC 1123 name: a-z, 0-9, '-' and '.', at most 253 characters")])),
-                ('hpa_metrics', models.JSONField(blank=True, default=wva_web.catalog.models.default_hpa_metrics)),
-                ('pinned_replicas', models.PositiveIntegerField(blank=True, null=True)),
-                ('pinned_until', models.DateTimeField(blank=True, null=True)),
-                ('accelerator', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='variants', to='catalog.accelerator')),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='variants', to='catalog.inferencemodel')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True,
+                        primary_key=True,
+                        serialize=False,
+                        verbose_name="ID",
+                    ),
+                ),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=128,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[^\\x00-\\x1f\\x7f]+$",
+                                "must not contain control characters such as a newline",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "gpus_per_replica",
+                    models.PositiveSmallIntegerField(
+                        default=1,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "max_num_seqs",
+                    models.PositiveIntegerField(
+                        default=256,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "max_model_len",
+                    models.PositiveIntegerField(
+                        default=8192,
+                        validators=[django.core.validators.MinValueValidator(1)],
+                    ),
+                ),
+                (
+                    "max_num_batched_tokens",
+                    models.PositiveIntegerField(blank=True, null=True),
+                ),
+                (
+                    "profile",
+                    models.JSONField(
+                        blank=True, default=wva_web.catalog.models.default_profile
+                    ),
+                ),
+                ("min_replicas", models.PositiveIntegerField(default=1)),
+                ("max_replicas", models.PositiveIntegerField(default=4)),
+                (
+                    "mode",
+                    models.CharField(
+                        choices=[
+                            ("auto", "auto: apply at once"),
+                            ("approval", "approval: wait for an approver"),
+                            ("advisory", "advisory: record only"),
+                        ],
+                        default="approval",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "namespace",
+                    models.CharField(
+                        max_length=63,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+                                "must be a lowercase RFC 1123 label: a-z, 0-9 and '-', at most 63 characters",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("Deployment", "Deployment"),
+                            ("StatefulSet", "StatefulSet"),
+                            ("LeaderWorkerSet", "LeaderWorkerSet"),
+                        ],
+                        default="Deployment",
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "workload_name",
+                    models.CharField(
+                        max_length=253,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+                                "must be a lowercase RFC 1123 name: a-z, 0-9, '-' and '.', at most 253 characters",
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "hpa_metrics",
+                    models.JSONField(
+                        blank=True, default=wva_web.catalog.models.default_hpa_metrics
+                    ),
+                ),
+                ("pinned_replicas", models.PositiveIntegerField(blank=True, null=True)),
+                ("pinned_until", models.DateTimeField(blank=True, null=True)),
+                (
+                    "accelerator",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="variants",
+                        to="catalog.accelerator",
+                    ),
+                ),
+                (
+                    "model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="variants",
+                        to="catalog.inferencemodel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['model__name', 'name'],
-                'constraints': [models.UniqueConstraint(fields=('namespace', 'kind', 'workload_name'), name='one_variant_per_workload'), models.CheckConstraint(condition=models.Q(('min_replicas__lte', models.F('max_replicas'))), name='min_replicas_not_above_max')],
+                "ordering": ["model__name", "name"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("namespace", "kind", "workload_name"),
+                        name="one_variant_per_workload",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("min_replicas__lte", models.F("max_replicas"))
+                        ),
+                        name="min_replicas_not_above_max",
+                    ),
+                ],
             },
         ),
     ]

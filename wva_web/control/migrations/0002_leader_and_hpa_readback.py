@@ -4,50 +4,49 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('control', '0001_initial'),
+        ("control", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='cyclelock',
-            name='checked_at',
+            model_name="cyclelock",
+            name="checked_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='cyclelock',
-            name='detail',
+            model_name="cyclelock",
+            name="detail",
             field=models.CharField(blank=True, max_length=255),
         ),
         migrations.AddField(
-            model_name='variantstate',
-            name='desired_published_at',
+            model_name="variantstate",
+            name="desired_published_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='variantstate',
-            name='hpa_current_replicas',
+            model_name="variantstate",
+            name="hpa_current_replicas",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='variantstate',
-            name='hpa_desired_replicas',
+            model_name="variantstate",
+            name="hpa_desired_replicas",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='variantstate',
-            name='hpa_metric_value',
+            model_name="variantstate",
+            name="hpa_metric_value",
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='variantstate',
-            name='hpa_name',
+            model_name="variantstate",
+            name="hpa_name",
             field=models.CharField(blank=True, max_length=253),
         ),
         migrations.AddField(
-            model_name='variantstate',
-            name='hpa_read_at',
+            model_name="variantstate",
+            name="hpa_read_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

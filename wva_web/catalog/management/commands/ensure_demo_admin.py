@@ -20,7 +20,11 @@ from django.db import transaction
 
 from wva_web.catalog.models import Membership, Role, Team
 
-DEMO_USERS = (("viewer", Role.VIEWER), ("operator", Role.OPERATOR), ("approver", Role.APPROVER))
+DEMO_USERS = (
+    ("viewer", Role.VIEWER),
+    ("operator", Role.OPERATOR),
+    ("approver", Role.APPROVER),
+)
 
 
 def demo_team_name() -> str:
@@ -46,13 +50,17 @@ class Command(BaseCommand):
                 if user is None:
                     user = users.create_user(username, email="", password=password)
                     created.append(username)
-                Membership.objects.get_or_create(team=team, user=user, defaults={"role": role})
+                Membership.objects.get_or_create(
+                    team=team, user=user, defaults={"role": role}
+                )
         if not created:
             self.stdout.write("demo users already exist; passwords unchanged")
             return
         names = ", ".join(created)
         if from_env:
-            self.stdout.write(f"created {names} with the password from WVA_ADMIN_PASSWORD")
+            self.stdout.write(
+                f"created {names} with the password from WVA_ADMIN_PASSWORD"
+            )
         else:
             self.stdout.write(
                 f"created {names}; generated password (shown once): {password}"

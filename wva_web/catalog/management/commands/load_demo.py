@@ -55,11 +55,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--fleet", default=str(DATA_DIR / "demo_fleet.json"),
+            "--fleet",
+            default=str(DATA_DIR / "demo_fleet.json"),
             help="fleet file (JSON) with the team, model, variants and GPU budgets",
         )
         parser.add_argument(
-            "--accelerators", default=str(DATA_DIR / "accelerators.csv"),
+            "--accelerators",
+            default=str(DATA_DIR / "accelerators.csv"),
             help="accelerator prices, power and performance coefficients (CSV)",
         )
 
@@ -118,7 +120,10 @@ class Command(BaseCommand):
             classes[spec["name"]] = service_class
         model, _ = InferenceModel.objects.get_or_create(
             name=fleet["model"],
-            defaults={"team": team, "service_class": classes[fleet["model_service_class"]]},
+            defaults={
+                "team": team,
+                "service_class": classes[fleet["model_service_class"]],
+            },
         )
         return model
 
