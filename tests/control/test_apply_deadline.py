@@ -85,15 +85,15 @@ def test_approval_before_deadline_still_held(
     assert not ScaleAction.objects.filter(state=ActionState.PENDING).exists()
 
 
-def test_read_only_cycle_keeps_stuck_approval(
+def test_read_only_cycle_fails_stuck_approval(
     saturated: FakeMetrics,
     kube: FakeKube,
     resent: list[int],
     settings: Any,
 ) -> None:
-    # Given an approval 20 minutes old, and a cycle of an instance that does not lead.
+    # Given an approval 601 s old, and a cycle of an instance that does not lead.
     settings.WVA_APPLY_DEADLINE_S = 600
-    stuck = approved_at(1200)
+    stuck = approved_at(601)
     actuator = Actuator(apps=kube, core=kube, autoscaling=kube)
     service = CycleService(
         metrics_source=saturated,
@@ -103,5 +103,31 @@ def test_read_only_cycle_keeps_stuck_approval(
     )
     # When it runs.
     service.run()
-    # Then the approval is left to the leader.
-    assert ScaleAction.objects.get(pk=stuck).state == ActionState.APPROVED
+    # Then the approval failed with apply_timeout, and nothing was proposed.
+    action = ScaleAction.objects.get(pk=stuck)
+    assert action.state == ActionState.FAILED
+    assert action.failure_reason == "apply_timeout"
+    assert stuck not in resent
+    assert not ScaleAction.objects.filter(state=ActionState.PENDING).exists()
+
+
+def test_read_only_cycle_keeps_fresh_approval(
+    saturated: FakeMetrics,
+    kube: FakeKube,
+    resent: list[int],
+    settings: Any,
+) -> None:
+    # Given an approval 599 s old, and a cycle of an instance that does not lead.
+    settings.WVA_APPLY_DEADLINE_S = 600
+    fresh = approved_at(599)
+    actuator = Actuator(apps=kube, core=kube, autoscaling=kube)
+    service = CycleService(
+        metrics_source=saturated,
+        actuator=actuator,
+        clock=lambda: NOW,
+        read_only=True,
+    )
+    # When it runs.
+    service.run()
+    # Then the approval, inside its deadline, stays approved.
+    assert ScaleAction.objects.get(pk=fresh).state == ActionState.APPROVED

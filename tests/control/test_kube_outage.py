@@ -128,6 +128,29 @@ def test_outage_accelerator_totals_keep_counts(
     assert replicas == {"H100-80GB": 4, "A100-80GB": 3}
 
 
+def test_outage_accelerator_totals_keep_ready_and_power(
+    serving: FakeMetrics, kube: FakeKube, run_cycle: Any
+) -> None:
+    # Given one good cycle with every replica ready, then every read failing.
+    good = run_cycle(serving, NOW)
+    before = {
+        sample.accelerator.name: sample
+        for sample in AcceleratorSample.objects.filter(cycle=good)
+    }
+    fail_reads(kube)
+    # When the next two cycles store their per-accelerator totals.
+    cycles = [run_cycle(serving, at(30 * n)) for n in (1, 2)]
+    # Then each keeps the last ready counts and the last power, not 0.
+    for cycle in cycles:
+        samples = AcceleratorSample.objects.filter(cycle=cycle)
+        after = {sample.accelerator.name: sample for sample in samples}
+        assert after["H100-80GB"].ready_replicas == 4
+        assert after["A100-80GB"].ready_replicas == 3
+        for name in ("H100-80GB", "A100-80GB"):
+            assert before[name].power_w > 0
+            assert after[name].power_w == before[name].power_w
+
+
 def test_pods_unreadable_holds_variant(
     serving: FakeMetrics, kube: FakeKube, run_cycle: Any
 ) -> None:

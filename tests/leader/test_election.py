@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -172,3 +173,90 @@ def test_election_off_leads_without_lease(make_elector, emulator, settings):
     assert outcome.reason == leader.ELECTION_OFF
     assert emulator.fault is not None
     assert leader.LEASE_NAME not in emulator.leases.leases
+
+
+def test_leader_keeps_lease_through_server_errors(make_elector, emulator, clock):
+    # Given console-1 renewed the Lease, then every Lease call answering 500.
+    first = make_elector("console-1")
+    first.acquire_or_renew()
+    emulator.fault = Fault(remaining=100, status=500)
+    # When it runs rounds 30 s and 59 s later, inside two thirds of 90 s.
+    clock.advance(30)
+    early = first.acquire_or_renew()
+    clock.advance(29)
+    late = first.acquire_or_renew()
+    # Then it still leads until its last renew plus the duration.
+    assert early.is_leader
+    assert late.is_leader
+    assert late.reason == leader.RENEW_FAILED
+    assert late.holder == "console-1"
+    assert late.expires_at == clock.now + dt.timedelta(seconds=LEASE_S * 2 // 3 - 59)
+
+
+def test_leader_demoted_after_renew_deadline(make_elector, emulator, clock):
+    # Given console-1 renewed the Lease, then every Lease call answering 500.
+    first = make_elector("console-1")
+    first.acquire_or_renew()
+    emulator.fault = Fault(remaining=100, status=500)
+    # When it runs a round 61 s later, past two thirds of the 90 s duration.
+    clock.advance(LEASE_S * 2 // 3 + 1)
+    outcome = first.acquire_or_renew()
+    # Then it is read-only, and the same elector no longer leads even at 59 s.
+    clock.advance(-2)
+    again = first.acquire_or_renew()
+    assert not outcome.is_leader
+    assert outcome.reason == leader.LEASE_UNAVAILABLE
+    assert not again.is_leader
+
+
+def test_forbidden_lease_demotes_leader_at_once(make_elector, emulator, clock):
+    # Given console-1 renewed the Lease, then the Lease read answering 403.
+    first = make_elector("console-1")
+    first.acquire_or_renew()
+    emulator.fault = Fault(remaining=1, status=403)
+    # When it runs a round 30 s later, inside the duration.
+    clock.advance(30)
+    outcome = first.acquire_or_renew()
+    # Then it is read-only at once.
+    assert not outcome.is_leader
+    assert outcome.reason == leader.LEASE_UNAVAILABLE
+
+
+@pytest.mark.django_db
+def test_elect_keeps_stored_renew_deadline(make_elector, emulator, clock):
+    # Given console-1 led in a stored round, then every Lease call answering 500.
+    leader.elect(make_elector("console-1"))
+    emulator.fault = Fault(remaining=100, status=500)
+    # When a new elector of console-1, as in the next task, runs 50 s later.
+    clock.advance(50)
+    outcome = leader.elect(make_elector("console-1"))
+    # Then it leads on the stored deadline, which the failed round keeps.
+    assert outcome.is_leader
+    assert outcome.reason == leader.RENEW_FAILED
+    row = leader.recorded()
+    assert row is not None
+    assert row.holder == "console-1"
+    assert row.expires_at == clock.now + dt.timedelta(seconds=LEASE_S * 2 // 3 - 50)
+
+
+def test_server_error_message_has_no_permission_hint(make_elector, emulator):
+    # Given a cluster that answers 500 to the Lease read, and no earlier renew.
+    emulator.fault = Fault(remaining=1, status=500)
+    # When console-1 runs a round.
+    outcome = make_elector("console-1").acquire_or_renew()
+    # Then the detail names the server error and the retry, not permissions.
+    assert not outcome.is_leader
+    assert "the Lease API failed" in outcome.detail
+    assert "HTTP 500" in outcome.detail
+    assert "retrying each cycle" in outcome.detail
+    assert "grant" not in outcome.detail
+
+
+def test_forbidden_message_has_permission_hint(make_elector, emulator):
+    # Given a cluster that answers 403 to the Lease read.
+    emulator.fault = Fault(remaining=1, status=403)
+    # When console-1 runs a round.
+    outcome = make_elector("console-1").acquire_or_renew()
+    # Then the detail says which permissions to grant, and no retry.
+    assert "grant get, create and update on leases" in outcome.detail
+    assert "retrying" not in outcome.detail

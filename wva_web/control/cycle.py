@@ -196,9 +196,10 @@ class CycleService:
     def _run_phases(self, run: CycleRun) -> None:
         with run.phase("expire"):
             actions.expire_actions(run.now)
-            if not self.read_only:
-                # Before the analysis, so a lost apply stops holding its model.
-                actions.fail_overdue_applies(run.now, actions.apply_deadline_s())
+            # Before the analysis, so a lost apply stops holding its model. A
+            # read-only cycle runs it too: an action this instance approved
+            # while it could not lead must fail, never stay approved.
+            actions.fail_overdue_applies(run.now, actions.apply_deadline_s())
         with run.phase("collect"):
             self._collect(run)
         with run.phase("analyse"):
@@ -417,9 +418,16 @@ class CycleService:
             per_accelerator.setdefault(view.variant.accelerator_id, []).append(view)
         for accelerator in Accelerator.objects.filter(pk__in=per_accelerator):
             views = per_accelerator[accelerator.pk]
-            AcceleratorSample.objects.create(
-                cycle=run.cycle, at=run.now, **accelerator_totals(accelerator, views)
-            )
+            previous = None
+            if all(view.current is None for view in views):
+                previous = (
+                    AcceleratorSample.objects.filter(accelerator=accelerator)
+                    .exclude(cycle=run.cycle)
+                    .order_by("-at", "-pk")
+                    .first()
+                )
+            totals = accelerator_totals(accelerator, views, previous)
+            AcceleratorSample.objects.create(cycle=run.cycle, at=run.now, **totals)
 
     # Propose and actuate.
 
@@ -1071,9 +1079,16 @@ def update_variant_state(
 
 
 def accelerator_totals(
-    accelerator: Accelerator, views: list[VariantView]
+    accelerator: Accelerator,
+    views: list[VariantView],
+    previous: AcceleratorSample | None = None,
 ) -> dict[str, Any]:
-    """Replicas, GPUs, mean KV usage, power and cost of one accelerator type."""
+    """Return replicas, GPUs, mean KV usage, power and cost of one accelerator type.
+
+    A variant whose workload could not be read counts with its last known
+    replicas and ready replicas, never as 0. When no variant of the type was
+    read, the power is carried from `previous`, the type's last sample.
+    """
     curve = power_curves.PowerCurve(
         accelerator.power_idle_w, accelerator.power_mid_w, accelerator.power_full_w
     )
@@ -1085,8 +1100,17 @@ def accelerator_totals(
         # An unreadable workload counts with its last known replicas, not 0.
         count = view.current if view.current is not None else (view.last_current or 0)
         replicas += count
-        ready += len(view.ready_pods)
         gpus += count * gpus_per_replica
+        if view.current is None:
+            last_ready = min(view.last_ready or 0, count)
+            ready += last_ready
+            # Estimated below at the type's mean KV usage.
+            starting.extend((gpus_per_replica, False, None) for _ in range(last_ready))
+            starting.extend(
+                (gpus_per_replica, True, None) for _ in range(count - last_ready)
+            )
+            continue
+        ready += len(view.ready_pods)
         for pod in view.live_pods:
             sample = view.samples.get(pod.name)
             kv = None
@@ -1103,6 +1127,8 @@ def accelerator_totals(
         power += power_curves.replica_power_w(
             curve, level, gpus_per_replica=gpus_per_replica, starting=is_starting
         )
+    if previous is not None:
+        power = previous.power_w
     return {
         "accelerator": accelerator,
         "replicas": replicas,

@@ -10,8 +10,13 @@ write carries the `resourceVersion` it read, so of two instances racing
 for an expired Lease the API server accepts one and rejects the other
 with 409 Conflict.
 
-When the Lease cannot be read or written (403 without the Role, 404 when
-the API is not served, 5xx, timeouts) the instance is read-only. Setting
+A leader whose Lease read or write fails for a transient reason (5xx,
+timeout, connection error) keeps leading until its renew deadline: the
+time of its last successful renew plus two thirds of the lease duration.
+No other instance can take the Lease over before the whole duration has
+passed, so the last third is a margin for clock skew. Past that deadline, on 403
+without the Role, on 404 when the API is not served, and while another
+identity holds the Lease, the instance is read-only. Setting
 WVA_LEADER_ELECTION to false skips the election and makes the instance the
 leader, for a single console per cluster.
 
@@ -39,6 +44,8 @@ from wva_web.integrations import kube
 logger = logging.getLogger(__name__)
 
 LEASE_NAME = "wva-console-leader"
+# Fraction of the lease duration a leader gives up early when it cannot renew.
+RENEW_MARGIN = 1 / 3
 # Name of the local CycleLock row that records the last election outcome.
 LEADER_ROW = "cluster-leader"
 DEFAULT_NAMESPACE = "llm"
@@ -51,6 +58,8 @@ RENEWED = "renewed"
 HELD_BY_OTHER = "held_by_other"
 LOST_RACE = "lost_race"
 LEASE_UNAVAILABLE = "lease_unavailable"
+# The Lease API failed transiently, and the last renew has not expired yet.
+RENEW_FAILED = "renew_failed"
 ELECTION_OFF = "election_off"
 
 Clock = Callable[[], dt.datetime]
@@ -113,6 +122,7 @@ class LeaderElector:
         duration_s: int | None = None,
         clock: Clock | None = None,
         timeout_s: float | None = None,
+        renew_deadline: dt.datetime | None = None,
     ) -> None:
         self._coordination = coordination
         self.identity = identity or str(settings.WVA_INSTANCE)
@@ -120,6 +130,8 @@ class LeaderElector:
         self.duration_s = int(duration_s or lease_duration_s())
         self.clock = clock or timezone.now
         self.timeout_s = float(timeout_s or settings.WVA_KUBE_TIMEOUT_S)
+        # Last successful renew plus the lease duration; None when not leading.
+        self.renew_deadline = _aware(renew_deadline)
 
     @property
     def coordination(self) -> Any:
@@ -144,9 +156,12 @@ class LeaderElector:
                 True, self.identity, ELECTION_OFF, "leader election is off", now
             )
         try:
-            return self._round(now)
+            leadership = self._round(now)
         except kube.ActuatorError as exc:
-            return self._unavailable(exc, now)
+            leadership = self._unavailable(exc, now)
+        if not leadership.is_leader:
+            self.renew_deadline = None
+        return leadership
 
     def observe(self) -> Leadership:
         """Read the Lease and report who leads, without writing it."""
@@ -281,9 +296,17 @@ class LeaderElector:
         return self._leading(now, reason)
 
     def _leading(self, now: dt.datetime, reason: str) -> Leadership:
-        expires = now + dt.timedelta(seconds=self.duration_s)
-        detail = f"{self.identity} leads until {expires.isoformat()}"
-        return Leadership(True, self.identity, reason, detail, now, expires)
+        # Act until a third of the lease before it expires, so that clock
+        # skew between instances cannot let two lead at once. The stored
+        # outcome carries this deadline, which the next task's elector reads.
+        self.renew_deadline = self._deadline(
+            now + dt.timedelta(seconds=self.duration_s)
+        )
+        detail = f"{self.identity} leads until {self.renew_deadline.isoformat()}"
+        return Leadership(True, self.identity, reason, detail, now, self.renew_deadline)
+
+    def _deadline(self, expires: dt.datetime) -> dt.datetime:
+        return expires - dt.timedelta(seconds=self.duration_s * RENEW_MARGIN)
 
     def _lost(self, now: dt.datetime) -> Leadership:
         """Report a 409 on a write: another instance changed the Lease first."""
@@ -300,8 +323,9 @@ class LeaderElector:
         holder, expires = self._holder(lease) if lease is not None else ("", None)
         if holder == self.identity and expires is not None and expires > now:
             # Another worker of this same instance renewed it first.
+            self.renew_deadline = self._deadline(expires)
             detail = self._held_text(holder, expires)
-            return Leadership(True, holder, RENEWED, detail, now, expires)
+            return Leadership(True, holder, RENEWED, detail, now, self.renew_deadline)
         detail = self._held_text(holder, expires)
         return Leadership(False, holder, LOST_RACE, detail, now, expires)
 
@@ -310,13 +334,38 @@ class LeaderElector:
         return f"{holder or 'nobody'} holds lease {self.namespace}/{LEASE_NAME}{until}"
 
     def _unavailable(self, exc: kube.ActuatorError, now: dt.datetime) -> Leadership:
-        detail = (
-            f"lease {self.namespace}/{LEASE_NAME} is not available ({exc}); grant "
-            "get, create and update on leases.coordination.k8s.io, or set "
-            "WVA_LEADER_ELECTION=false when one console manages this cluster"
-        )
+        """Keep leading through a transient failure before the renew deadline.
+
+        Otherwise report the instance read-only, with what to do about it.
+        """
+        detail = unavailable_text(exc, self.namespace)
+        deadline = self.renew_deadline
+        transient = isinstance(exc, kube.TransientActuatorError)
+        if transient and deadline is not None and deadline > now:
+            detail = f"{self.identity} leads until {deadline.isoformat()}, but {detail}"
+            logger.warning("instance %s keeps leading: %s", self.identity, detail)
+            return Leadership(True, self.identity, RENEW_FAILED, detail, now, deadline)
         logger.warning("instance %s is read-only: %s", self.identity, detail)
         return Leadership(False, "", LEASE_UNAVAILABLE, detail, now)
+
+
+def unavailable_text(exc: kube.ActuatorError, namespace: str) -> str:
+    """Describe a failed Lease call and how to fix it, by its HTTP status."""
+    lease = f"lease {namespace}/{LEASE_NAME}"
+    single = "or set WVA_LEADER_ELECTION=false when one console manages this cluster"
+    if isinstance(exc, kube.TransientActuatorError):
+        return f"the Lease API failed: {exc}; retrying each cycle"
+    if exc.status == 403:
+        return (
+            f"{lease} is forbidden ({exc}): grant get, create and update on "
+            f"leases.coordination.k8s.io, {single}"
+        )
+    if exc.status == 404:
+        return (
+            f"the API server does not serve coordination.k8s.io/v1 Leases "
+            f"({exc}): {single}"
+        )
+    return f"the Lease API rejected the request for {lease}: {exc}"
 
 
 # Local record of the outcome.
@@ -353,8 +402,23 @@ def read_only_holder(row: CycleLock | None) -> str | None:
     return row.holder
 
 
+def stored_renew_deadline(identity: str) -> dt.datetime | None:
+    """Return the renew deadline stored by the last round, if `identity` led."""
+    row = recorded()
+    if row is None or row.holder != identity:
+        return None
+    return row.expires_at
+
+
 def elect(elector: LeaderElector | None = None) -> Leadership:
-    """Run one election round and store its outcome."""
-    leadership = (elector or LeaderElector()).acquire_or_renew()
+    """Run one election round and store its outcome.
+
+    Each task builds a new elector, so the renew deadline of the last
+    successful renew comes from the stored outcome.
+    """
+    elector = elector or LeaderElector()
+    if elector.renew_deadline is None:
+        elector.renew_deadline = stored_renew_deadline(elector.identity)
+    leadership = elector.acquire_or_renew()
     record(leadership)
     return leadership
