@@ -185,6 +185,7 @@ class ServiceClass(models.Model):
 
 
 class Policy(models.TextChoices):
+    WVA = "wva", "wva (SLO sizing with saturation fallback)"
     WVA_V1 = "wva-v1", "wva-v1 (saturation analysis)"
     HPA = "hpa", "hpa (Kubernetes HPA algorithm)"
 

@@ -1,8 +1,9 @@
 """The control cycle: collect, analyse, propose and actuate, once per period.
 
 One run takes the single-cycle lease, reads every variant's workload and
-pods from Kubernetes and scrapes the pods. It analyses each model with the
-`wva-v1` saturation policy and computes the HPA counterfactual per variant.
+pods from Kubernetes and scrapes the pods. It analyses each model with its
+policy (`wva` when the model selects it, else the `wva-v1` saturation
+policy, see `cycle_wva`) and computes the HPA counterfactual per variant.
 It stores a ControlCycle row with MetricSample, Decision and
 AcceleratorSample rows. Proposals go through the action functions, so
 every state change writes its audit row.
@@ -48,13 +49,15 @@ from django.utils import timezone
 from optimizer import hpa as hpa_policy
 from optimizer import power as power_curves
 from optimizer import saturation
-from wva_web.catalog.models import Accelerator, InferenceModel, Variant
+from optimizer.state import InputError
+from wva_web.catalog.models import Accelerator, InferenceModel, Policy, Variant
 from wva_web.control import (
     actions,
     cycle_limits,
     cycle_log,
     cycle_placement,
     cycle_safety,
+    cycle_wva,
     lock,
     readback,
     safety_actions,
@@ -181,7 +184,7 @@ class CycleService:
         """Run one cycle; the caller holds the lease. Exceptions end as `failed`."""
         now = self.clock()
         cycle = ControlCycle.objects.create(
-            started_at=now, status=CycleStatus.RUNNING, policy="wva-v1"
+            started_at=now, status=CycleStatus.RUNNING, policy=settings.WVA_POLICY
         )
         run = CycleRun(cycle=cycle, now=now)
         try:
@@ -303,9 +306,11 @@ class CycleService:
         )
         for views in by_model.values():
             model = views[0].variant.model
-            summary, decided = analyse_model_views(model, views, desired)
+            summary, decided = analyse_model(model, views, desired, free, run.now)
             cycle_limits.explain_limits(views, decided, run.cool)
-            stuck_only = scale_up_only_from_stuck(model, views, desired, decided)
+            stuck_only = scale_up_only_from_stuck(
+                model, views, desired, decided, free, run.now
+            )
             cycle_placement.place_model(views, decided, free, rules, stuck_only)
             for view in views:
                 cycle_limits.hold_rejected(view, decided[view.variant.pk])
@@ -729,11 +734,46 @@ def analyse_model_views(
     return summary, decided
 
 
+def analyse_model(
+    model: InferenceModel,
+    views: list[VariantView],
+    desired: dict[int, int],
+    free: cycle_placement.FreeGpus,
+    now: datetime,
+    extra_excluded: frozenset[str] = frozenset(),
+) -> tuple[dict[str, Any], dict[int, VariantDecision]]:
+    """Run the model's policy: `wva` when selected, else `wva-v1`.
+
+    A model whose workload could not be read holds under either policy.
+    """
+    readable = all(view.current is not None for view in views)
+    if cycle_wva.uses_wva(model) and readable:
+        try:
+            return cycle_wva.analyse_model_wva(
+                model, views, desired, free, now, extra_excluded
+            )
+        except InputError as exc:
+            # One model's invalid state holds that model, not the whole cycle.
+            logger.error("wva input for model %s is invalid: %s", model.name, exc)
+            reasons = [f"invalid_input:{exc}"]
+            decided = {
+                view.variant.pk: hold(view, reasons, "missing_data") for view in views
+            }
+            return {"reasons": reasons}, decided
+    summary, decided = analyse_model_views(model, views, desired, extra_excluded)
+    if cycle_wva.uses_wva(model):
+        for decision in decided.values():
+            decision.analysis["policy"] = Policy.WVA.value
+    return summary, decided
+
+
 def scale_up_only_from_stuck(
     model: InferenceModel,
     views: list[VariantView],
     desired: dict[int, int],
     decided: dict[int, VariantDecision],
+    free: cycle_placement.FreeGpus,
+    now: datetime,
 ) -> bool:
     """Tell whether the model's scale-up disappears without its stuck replicas.
 
@@ -747,7 +787,7 @@ def scale_up_only_from_stuck(
     )
     if not stuck or not growing:
         return False
-    _, without = analyse_model_views(model, views, desired, stuck)
+    _, without = analyse_model(model, views, desired, free, now, stuck)
     return not any(
         view.current is not None and without[view.variant.pk].target > view.current
         for view in views
