@@ -230,7 +230,7 @@ def analyse_model_wva(
 
     Pods in `extra_excluded` are left out like pods that are not capacity.
     Raises `optimizer.state.InputError` when the catalogue yields an invalid
-    state, and the cycle then ends as failed with that error.
+    state; the cycle then holds that model with the error as its reason.
     """
     document = state_json(model, views, desired, free, now, extra_excluded)
     result = decide_wva(parse_state(document))
