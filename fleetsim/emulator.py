@@ -7,10 +7,10 @@ add a dependency and nothing else. It listens on loopback only.
 Demo defaults (`make run`): compression 6.0 and a start-up delay of 30 s.
 The saturation rule used to pick them: scale up when the mean spare KV
 (0.80 - kv) over non-saturated replicas is below 0.10, or when the mean
-spare queue (5 - waiting) is below 3. With the demo fleet at one replica
-per variant (H100-80GB, A100-80GB, L40S, L4) and one-minute peaks checked
-every 30 s, the rule first fires at 60 s of simulated time when replicas
-are sampled every 15 or 30 s, and at 30 s with 1 s samples. These numbers
+spare queue (5 - waiting) is below 3. The demo fleet starts at one replica
+per variant (H100-80GB, A100-80GB, L40S, L4), and one-minute peaks are
+checked every 30 s. The rule then first fires at 60 s of simulated time
+when replicas are sampled every 15 or 30 s, and at 30 s with 1 s samples. These numbers
 come from replaying the fleet in-process, not from a real cluster. The
 trace's rate rises over its first four trace minutes (191 to 353 requests
 per minute), so the offered load grows from about 19 to 35 requests/s
@@ -728,7 +728,7 @@ class _IPv6Server(_IPv4Server):
 class _Handler(BaseHTTPRequestHandler):
     emulator: Emulator
     protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; with Nagle's algorithm the second
+    # Headers and body go out in two writes. With Nagle's algorithm the second
     # waits for the client's delayed ACK, about 40 ms per response on Linux.
     disable_nagle_algorithm = True
 

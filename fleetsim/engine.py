@@ -1,6 +1,6 @@
 """Virtual-time model of a vLLM fleet on a GPU cluster.
 
-The cluster holds one Deployment per variant, GPU nodes per accelerator
+The cluster contains one Deployment per variant, GPU nodes per accelerator
 type, and pods that each run one `ReplicaEngine`. Requests arrive from an
 iterator of (time, prompt tokens, output tokens) or through `submit`, and
 go to the least loaded Ready pod: fewest waiting requests first, then the
@@ -134,7 +134,7 @@ class Node:
 
 @dataclass
 class Pod:
-    """One replica as Kubernetes sees it, with its engine."""
+    """One replica as the Kubernetes API reports it, with its engine."""
 
     name: str
     uid: str

@@ -1,9 +1,10 @@
 """Virtual-time model of one vLLM replica.
 
-A replica follows the vLLM V1 scheduler in outline: continuous batching up
-to `max_num_seqs`, a KV cache of fixed-size blocks, chunked prefill up to
-`max_num_batched_tokens` per iteration, and recompute preemption of the
-newest running request when a decode step cannot get a block. A request is
+A replica follows the vLLM V1 scheduler in outline. It batches continuously
+up to `max_num_seqs` and keeps a KV cache of fixed-size blocks. Prefill is
+chunked up to `max_num_batched_tokens` per iteration, and the newest
+running request is preempted and recomputed when a decode step cannot get
+a block. A request is
 admitted only when blocks for its whole prompt are free (first come, first
 served, so a large head request blocks the queue). The iteration time in ms
 is `step_base + step_per_seq * scheduled + step_per_1k_ctx * context / 1000

@@ -454,8 +454,8 @@ def _solve_joint_or_split(
     """Try a short joint MILP, then per-model MILPs or the full joint MILP.
 
     Easy fleets finish in the short try. A hard fleet without a binding
-    GPU budget splits into per-model MILPs, which are exact; a hard fleet
-    with one gets the rest of the time limit in one joint MILP.
+    GPU budget splits into per-model MILPs, which are exact. A hard fleet
+    with a binding budget gets the rest of the time limit in one joint MILP.
     """
     first = replace(options, time_limit_s=options.time_limit_s * FIRST_TRY_SHARE)
     replicas, message = _Milp(problem, first).run()
@@ -498,7 +498,7 @@ def _solve_per_model(
     Without a binding GPU budget the objective and constraints separate by
     model, and many small MILPs close their gaps far sooner than one joint
     MILP. The models share `time_limit_s` equally, and a part stopped by its
-    share keeps its best answer. Returns `None` when a part fails or a
+    share keeps its best solution. Returns `None` when a part fails or a
     budget is exceeded.
     """
     models = sorted({v.model for v in problem.variants})

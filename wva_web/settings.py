@@ -79,10 +79,10 @@ DATABASES = {
     ),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Celery worker, beat and web share one SQLite file: wait up to 20 s for
-    # a lock, and take the write lock when a transaction begins, so that two
-    # writers queue instead of one failing with "database is locked" when
-    # it upgrades a read lock.
+    # Celery worker, beat and web share one SQLite file, so wait up to 20 s
+    # for a lock. Each transaction takes the write lock when it begins, so
+    # two writers queue instead of one failing with "database is locked"
+    # when it upgrades a read lock.
     options = DATABASES["default"].setdefault("OPTIONS", {})
     options["timeout"] = 20
     options["transaction_mode"] = "IMMEDIATE"
@@ -170,7 +170,7 @@ WVA_SCRAPE_TIMEOUT_S = env.float("WVA_SCRAPE_TIMEOUT_S", default=3.0)
 WVA_POLICY = env.str("WVA_POLICY", default="wva-v1")
 # A pending action older than this many seconds expires.
 WVA_ACTION_TTL_S = env.float("WVA_ACTION_TTL_S", default=1800.0)
-# Four-eyes mode: nobody, superusers included, approves their own request.
+# Four-eyes mode: no user, superusers included, may approve their own request.
 WVA_FOUR_EYES = env.bool("WVA_FOUR_EYES", default=True)
 WVA_DRY_RUN = env.bool("WVA_DRY_RUN", default=False)
 # Kubeconfig for the actuator; empty means in-cluster configuration.

@@ -1,6 +1,6 @@
 """Fake Kubernetes client and metrics source for control-cycle tests.
 
-`FakeKube` stands in for AppsV1Api, CoreV1Api and AutoscalingV2Api at once
+`FakeKube` replaces AppsV1Api, CoreV1Api and AutoscalingV2Api at once
 and returns the kubernetes client's own model objects, so the real
 `kube.Actuator` runs against it. Every call is recorded in `calls`.
 """
@@ -40,7 +40,7 @@ from kubernetes.client.exceptions import ApiException
 from wva_web.integrations import metrics
 
 NOW = dt.datetime(2026, 1, 5, 12, 0, 0, tzinfo=dt.UTC)
-# Pods of a fixture exist from an hour before NOW unless a test says otherwise.
+# Pods of a fixture exist from an hour before NOW unless a test sets another time.
 STARTED = NOW - dt.timedelta(hours=1)
 
 

@@ -214,7 +214,7 @@ def test_hpa_counterfactual_with_kv_missing(make_model, make_variant, kube, run_
     make_variant(model, "a", "H100-80GB", max_replicas=12, mode="auto")
     kube.add("a", 6, pods("a", 6))
     names = [f"a{i}" for i in range(1, 7)]
-    # When one cycle sees 1 waiting per replica, and the next 5.
+    # When one cycle reads 1 waiting per replica, and the next 5.
     first = run_cycle(FakeMetrics(dict.fromkeys(names, exposition(kv=None, waiting=1))))
     second = run_cycle(
         FakeMetrics(dict.fromkeys(names, exposition(kv=None, waiting=5)))

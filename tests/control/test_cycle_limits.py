@@ -239,7 +239,7 @@ def test_unschedulable_variant_skipped(two_variants, run_cycle):
     failed_unschedulable("a", 3, at(-60))
     # When the saturated model runs a cycle.
     cycle = run_cycle(two_variants, NOW)
-    # Then B gets the replica, and A says why it did not.
+    # Then B gets the replica, and A records the reason it did not.
     assert decision(cycle, "b").target_replicas == 3
     assert decision(cycle, "a").target_replicas == 3
     assert "unschedulable_recently" in decision(cycle, "a").reasons
@@ -493,7 +493,7 @@ def test_read_only_cycle_proposes_nothing(two_variants, kube, accelerators):
     assert ScaleAction.objects.count() == 0
     assert not [call for call in kube.calls if call[0].startswith("patch")]
     assert Variant.objects.get(name="b").mode == "auto"
-    # And the cycle row says it was read-only, and who leads.
+    # And the cycle row records that it was read-only, and the leader.
     assert cycle.outputs["read_only"] is True
     assert cycle.outputs["leader"] == "console-1"
 

@@ -109,7 +109,7 @@ def scrape_levels(caplog, targets: list[ScrapeTarget]) -> dict[str, int]:
 
 
 def test_loading_pod_failure_logged_debug(server, caplog):
-    # Given a pod that is not Ready yet answering 503, and one refusing.
+    # Given a pod that is not Ready yet returning 503, and one refusing connections.
     targets = [
         ScrapeTarget("loading", "127.0.0.1", server, "/down", ready=False),
         ScrapeTarget("starting", "127.0.0.1", closed_port(), "/ok", ready=False),
@@ -121,7 +121,7 @@ def test_loading_pod_failure_logged_debug(server, caplog):
 
 
 def test_ready_pod_failure_logged_warning(server, caplog):
-    # Given a Ready pod answering 503, and one refusing.
+    # Given a Ready pod returning 503, and one refusing connections.
     targets = [
         ScrapeTarget("ready", "127.0.0.1", server, "/down"),
         ScrapeTarget("gone", "127.0.0.1", closed_port(), "/ok", ready=True),
@@ -148,7 +148,7 @@ def test_scrape_target_carries_readiness(make_model, make_variant):
     view = VariantView(variant=variant, pods=[pod("a1", True), pod("a2", False)])
     # When the cycle builds its scrape targets.
     targets = scrape_targets(view)
-    # Then each target knows whether its pod is Ready.
+    # Then each target records whether its pod is Ready.
     assert [(t.pod, t.ready) for t in targets] == [("a1", True), ("a2", False)]
 
 

@@ -113,7 +113,7 @@ def test_takeover_race_has_one_winner(make_elector, emulator, clock):
     api = k8s.CoordinationV1Api(kube.new_api_client())
     second = make_elector("console-2", coordination=RacingCoordination(api, third))
     outcome = second.acquire_or_renew()
-    # Then the API server answers console-2 with 409 and console-3 leads.
+    # Then the API server returns 409 to console-2 and console-3 leads.
     assert not outcome.is_leader
     assert outcome.reason == leader.LOST_RACE
     assert outcome.holder == "console-3"
@@ -132,18 +132,18 @@ def test_stale_resource_version_gets_conflict(make_elector, emulator):
     # When it is sent.
     with pytest.raises(k8s.ApiException) as raised:
         api.replace_namespaced_lease(leader.LEASE_NAME, "llm", body)
-    # Then the emulator answers 409 and keeps the Lease.
+    # Then the emulator returns 409 and keeps the Lease.
     assert lease.metadata.resource_version != "1"
     assert raised.value.status == 409
     assert stored_lease(emulator)["spec"]["holderIdentity"] == "console-1"
 
 
 def test_forbidden_lease_makes_instance_read_only(make_elector, emulator):
-    # Given a cluster that answers 403 to the Lease read, as without the Role.
+    # Given a cluster that returns 403 to the Lease read, as without the Role.
     emulator.fault = Fault(remaining=1, status=403)
     # When console-1 runs a round.
     outcome = make_elector("console-1").acquire_or_renew()
-    # Then it is read-only and says how to fix it.
+    # Then it is read-only and its detail explains the fix.
     assert not outcome.is_leader
     assert outcome.reason == leader.LEASE_UNAVAILABLE
     assert outcome.holder == ""
@@ -257,6 +257,6 @@ def test_forbidden_message_has_permission_hint(make_elector, emulator):
     emulator.fault = Fault(remaining=1, status=403)
     # When console-1 runs a round.
     outcome = make_elector("console-1").acquire_or_renew()
-    # Then the detail says which permissions to grant, and no retry.
+    # Then the detail names the permissions to grant, and no retry.
     assert "grant get, create and update on leases" in outcome.detail
     assert "retrying" not in outcome.detail

@@ -307,8 +307,8 @@ class Variant(models.Model):
         blank=True,
         validators=[at_most(10_000_000, "max_num_batched_tokens", "tokens")],
     )
-    # Latency profile in ms: decode step alpha + beta * batch, prefill
-    # gamma + delta * input tokens * batch; kv_tokens is the KV pool size.
+    # Latency profile in ms: the decode step is alpha + beta * batch and the
+    # prefill gamma + delta * input tokens * batch. kv_tokens is the KV pool.
     profile = models.JSONField(
         default=default_profile, blank=True, validators=[validate_profile]
     )

@@ -373,9 +373,9 @@ def _supersede(older: ScaleAction, newer: ScaleAction, user: User | None) -> Non
 
 
 def supersede_held_scale_ups(variant_id: int, reason: str) -> list[ScaleAction]:
-    """Supersede the control cycle's pending scale-ups of a variant it now holds.
+    """Supersede the control cycle's pending scale-ups of a variant now blocked.
 
-    `reason` is the code of the rule that holds the scale-up, such as
+    `reason` is the code of the rule that blocks the scale-up, such as
     `queue_without_progress` or `no_free_gpu:L40S`. Requests of people stay
     pending. Returns the actions superseded.
     """
@@ -747,7 +747,7 @@ def fail_overdue_applies(now: dt.datetime, deadline_s: float) -> list[int]:
 
     Their apply task was lost for longer than its retries and the cycle's
     re-queues could cover, for example with no worker running. Failing them
-    with `apply_timeout` ends the transition gate that holds their model, so
+    with `apply_timeout` opens the transition gate that blocks their model, so
     the next analysis plans from the live count. Returns the ids failed.
     """
     cutoff = now - dt.timedelta(seconds=deadline_s)

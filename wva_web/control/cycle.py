@@ -8,16 +8,17 @@ It stores a ControlCycle row with MetricSample, Decision and
 AcceleratorSample rows. Proposals go through the action functions, so
 every state change writes its audit row.
 
-Policy-independent safety rules run around the analysis
-(`cycle_safety` flags replicas, `cycle_placement` moves scale-ups): the
-analysis reads one-minute peaks, crash-looping and silent replicas are
-not capacity, stuck queues neither trigger a scale-up nor allow a
-reduction without an approver, replicas Pending past the timeout move
-to another variant, and the GPU limiter keeps scale-ups within free GPUs.
+Safety rules that apply under every policy run around the analysis.
+`cycle_safety` flags replicas and `cycle_placement` moves scale-ups. The
+analysis reads one-minute peaks. Crash-looping and silent replicas are not
+capacity. Stuck queues trigger no scale-up, and a reduction next to them
+needs an approver. A replica Pending past the timeout moves to another
+variant, and the GPU limiter keeps scale-ups within free GPUs.
 `cycle_limits` keeps pinned variants, variants in a cool-down and variants
 at their HPA's maxReplicas from growing.
 
-When a variant's workload cannot be read from Kubernetes, its model holds.
+When a variant's workload cannot be read from Kubernetes, its model keeps
+its replica counts.
 That variant keeps its last published desired count with the reason
 `kube_unavailable`, never 0. Its Decision row records the last known counts,
 and no row is stored while no earlier cycle knew a count.
@@ -176,7 +177,9 @@ class CycleService:
         """Run one cycle under the lease; return None when another cycle holds it."""
         with lock.cycle_lock() as holder:
             if holder is None:
-                logger.info("control cycle skipped: another cycle holds the lock")
+                logger.info(
+                    "control cycle skipped: the cycle lock is taken by another cycle"
+                )
                 return None
             return self.run_locked()
 
@@ -744,7 +747,8 @@ def analyse_model(
 ) -> tuple[dict[str, Any], dict[int, VariantDecision]]:
     """Run the model's policy: `wva` when selected, else `wva-v1`.
 
-    A model whose workload could not be read holds under either policy.
+    A model whose workload could not be read keeps its counts under either
+    policy.
     """
     readable = all(view.current is not None for view in views)
     if cycle_wva.uses_wva(model) and readable:
@@ -753,7 +757,7 @@ def analyse_model(
                 model, views, desired, free, now, extra_excluded
             )
         except InputError as exc:
-            # One model's invalid state holds that model, not the whole cycle.
+            # An invalid state stops only this model's changes, not the cycle.
             logger.error("wva input for model %s is invalid: %s", model.name, exc)
             reasons = [f"invalid_input:{exc}"]
             decided = {
@@ -983,7 +987,10 @@ def condition(
 
     `status` is a bool, or a string such as "Unknown" stored as it is.
     """
-    text = status if isinstance(status, str) else ("True" if status else "False")
+    if isinstance(status, str):
+        text = status
+    else:
+        text = "True" if status else "False"
     since = now.isoformat()
     for old in previous:
         if (

@@ -1,9 +1,10 @@
 """Where a model's new replica goes: free GPUs, crash loops and pending timeouts.
 
 These rules run after the `wva-v1` analysis of a model and may move its
-scale-up to another variant of the same model, the next-cheapest by price
-per replica-hour (ties by name) with room below its effective max, nothing
-pending and no rejected scale-up in its cool-down:
+scale-up to another variant of the same model. The replica goes to the
+next-cheapest variant by price per replica-hour (ties by name) that has
+room below its effective max, nothing pending and no rejected scale-up in
+its cool-down. A scale-up moves when:
 
 - a replica Pending past the timeout: its variant goes back by one, the
   pod is the victim, and the replica moves (`unschedulable`);
@@ -60,7 +61,10 @@ def inventory_free(
 
 
 def budget_free(accelerator: Accelerator, views: list[VariantView]) -> int | None:
-    """The catalogue budget minus GPUs the console's variants use; None if unknown."""
+    """Return the catalogue budget minus GPUs the console's variants use.
+
+    None when the budget is unknown.
+    """
     if accelerator.gpus_available is None:
         return None
     used = 0

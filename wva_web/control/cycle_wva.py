@@ -230,7 +230,7 @@ def analyse_model_wva(
 
     Pods in `extra_excluded` are left out like pods that are not capacity.
     Raises `optimizer.state.InputError` when the catalogue yields an invalid
-    state; the cycle then holds that model with the error as its reason.
+    state. The cycle then keeps that model's counts, with the error as reason.
     """
     document = state_json(model, views, desired, free, now, extra_excluded)
     result = decide_wva(parse_state(document))

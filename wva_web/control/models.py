@@ -57,7 +57,7 @@ class MetricSample(models.Model):
     """One replica's metrics as one cycle read them.
 
     A value that was missing, non-numeric, non-finite or out of range is
-    null, and `status` says why; it is never stored as zero.
+    null, and `status` gives the reason; it is never stored as zero.
     """
 
     cycle = models.ForeignKey(
@@ -114,7 +114,7 @@ class AcceleratorSample(models.Model):
 
 
 class Decision(models.Model):
-    """What one cycle decided for one variant, and why."""
+    """One cycle's decision for one variant, with its reasons."""
 
     cycle = models.ForeignKey(
         ControlCycle, on_delete=models.CASCADE, related_name="decisions"
@@ -229,7 +229,7 @@ class ScaleAction(models.Model):
 
 
 class AuditLog(models.Model):
-    """Who changed what, when, with the state before and after."""
+    """Audit record of one change: actor, object, time, state before and after."""
 
     at = models.DateTimeField(db_index=True)
     # Null actor: the control cycle.

@@ -41,12 +41,12 @@ class ApplyRetryError(Exception):
 def run_control_cycle() -> int | None:
     """Run one control cycle and return its id.
 
-    When another instance holds the leader Lease, or this instance cannot
-    lead (403 or 404 on the Lease, or a Lease API failure that outlasted
-    its last renew), the cycle runs read-only: it stores what it read and
-    decided, so this instance's pages stay current, fails this instance's
-    overdue approved actions, and proposes and applies nothing. Returns
-    None when another cycle of this instance holds the cycle lock.
+    The cycle runs read-only when another instance has the leader Lease, or
+    when this instance cannot lead (403 or 404 on the Lease, or a Lease API
+    failure past its renew deadline). A read-only cycle stores what it read
+    and decided, so this instance's pages stay current. It also fails this
+    instance's overdue approved actions, and it proposes and applies
+    nothing. Returns None when another cycle of this instance has the lock.
     """
     leadership = leader.elect()
     read_only = not leadership.is_leader

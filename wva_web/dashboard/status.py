@@ -304,8 +304,8 @@ def stalled_cycles_banner(
 ) -> StalledCyclesBanner | None:
     """Return the banner when the last finished cycle is older than 3 cycle periods.
 
-    NOTE: with no finished cycle at all (a fresh install) there is no banner;
-    the page footer then shows that no control cycle has finished yet.
+    NOTE: a fresh install with no finished cycle shows no banner. The page
+    footer then shows that no control cycle has finished yet.
     """
     if last_finished_at is None:
         return None

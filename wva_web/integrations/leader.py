@@ -392,8 +392,7 @@ def recorded() -> CycleLock | None:
 def read_only_holder(row: CycleLock | None) -> str | None:
     """Return who leads when this instance is read-only by `row`, else None.
 
-    The result is "" when the Lease could not be read, so nobody is known to
-    lead.
+    The result is "" when the Lease could not be read, so no leader is known.
     """
     if row is None or row.checked_at is None:
         return None

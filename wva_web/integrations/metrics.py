@@ -146,7 +146,7 @@ def one_minute_peak(
 ) -> dict[str, float | None]:
     """Return the max of each PEAK_FIELDS gauge over this scrape and earlier ones.
 
-    `earlier` holds the pod's stored values from the last PEAK_WINDOW_S
+    `earlier` contains the pod's stored values from the last PEAK_WINDOW_S
     seconds, with None where a value was not valid. A field that is not
     valid in this scrape stays None: history never fills a missing sample.
     """
