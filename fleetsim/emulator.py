@@ -289,18 +289,18 @@ class Emulator:
     def _build_routes(self) -> list[Route]:
         ns = r"(?P<ns>[a-z0-9-]+)"
         name = r"(?P<name>[a-zA-Z0-9.-]+)"
-        deployments = rf"/apis/apps/v1/namespaces/{ns}/deployments"
+        apps = r"(?P<resource>deployments|statefulsets)"
+        workloads = rf"/apis/apps/v1/namespaces/{ns}/{apps}"
+        lws = r"(?P<resource>leaderworkersets)"
+        leader_worker_sets = rf"/apis/{kube.LWS_API_VERSION}/namespaces/{ns}/{lws}"
         pods = rf"/api/v1/namespaces/{ns}/pods"
         leases = rf"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
         table: list[tuple[str, str, Callable[..., tuple[int, Any]]]] = [
             ("GET", r"/api", self._get_api),
             ("GET", r"/apis", self._get_apis),
             ("GET", r"/version", self._get_version),
-            ("GET", deployments, self._list_deployments),
-            ("GET", rf"{deployments}/{name}", self._get_deployment),
-            ("GET", rf"{deployments}/{name}/scale", self._get_scale),
-            ("PATCH", rf"{deployments}/{name}/scale", self._patch_scale),
-            ("PUT", rf"{deployments}/{name}/scale", self._put_scale),
+            *self._workload_routes(workloads, name),
+            *self._workload_routes(leader_worker_sets, name),
             ("GET", pods, self._list_pods),
             ("GET", r"/api/v1/pods", self._list_all_pods),
             ("GET", rf"{pods}/{name}", self._get_pod),
@@ -320,12 +320,26 @@ class Emulator:
             ("GET", rf"/api/v1/namespaces/{ns}/events", self._list_events),
             ("GET", rf"/pods/{name}/metrics", self._get_metrics),
             ("GET", r"/emulator/status", self._get_status),
+            ("GET", r"/emulator/prometheus-targets", self._get_prometheus_targets),
             ("POST", r"/emulator/advance", self._post_advance),
             ("POST", r"/emulator/faults", self._post_faults),
             ("POST", r"/emulator/crash", self._post_crash),
         ]
         return [
             (method, re.compile(pattern + r"/?"), fn) for method, pattern, fn in table
+        ]
+
+    def _workload_routes(
+        self, collection: str, name: str
+    ) -> list[tuple[str, str, Callable[..., tuple[int, Any]]]]:
+        """Routes of one workload resource: list, get, annotate and scale."""
+        return [
+            ("GET", collection, self._list_workloads),
+            ("GET", rf"{collection}/{name}", self._get_workload),
+            ("PATCH", rf"{collection}/{name}", self._patch_workload),
+            ("GET", rf"{collection}/{name}/scale", self._get_scale),
+            ("PATCH", rf"{collection}/{name}/scale", self._patch_scale),
+            ("PUT", rf"{collection}/{name}/scale", self._put_scale),
         ]
 
     def dispatch(
@@ -381,11 +395,15 @@ class Emulator:
         if ns != self.cluster.fleet.namespace:
             raise HttpError(404, "NotFound", f'namespaces "{ns}" not found')
 
-    def _deployment(self, ns: str, name: str) -> Any:
+    def _workload(self, ns: str, resource: str, name: str) -> Any:
+        """Return the variant's workload named `name` if it is of `resource`."""
         self._check_namespace(ns)
         deployment = self.cluster.deployments.get(name)
-        if deployment is None:
-            raise HttpError(404, "NotFound", f'deployments.apps "{name}" not found')
+        if deployment is None or kube.RESOURCES[deployment.kind] != resource:
+            group = (
+                "leaderworkerset.x-k8s.io" if resource == "leaderworkersets" else "apps"
+            )
+            raise HttpError(404, "NotFound", f'{resource}.{group} "{name}" not found')
         return deployment
 
     def _pod(self, ns: str, name: str) -> Any:
@@ -403,7 +421,12 @@ class Emulator:
         }
 
     def _get_apis(self, **_: Any) -> tuple[int, Any]:
-        groups = [("apps", "v1"), ("autoscaling", "v2"), ("coordination.k8s.io", "v1")]
+        groups = [
+            ("apps", "v1"),
+            ("autoscaling", "v2"),
+            ("coordination.k8s.io", "v1"),
+            ("leaderworkerset.x-k8s.io", "v1"),
+        ]
         items = [
             {
                 "name": group,
@@ -427,30 +450,60 @@ class Emulator:
             "platform": "linux/amd64",
         }
 
-    def _list_deployments(self, ns: str, **_: Any) -> tuple[int, Any]:
+    def _list_workloads(self, ns: str, resource: str, **_: Any) -> tuple[int, Any]:
         self._check_namespace(ns)
+        kinds = {value: key for key, value in kube.RESOURCES.items()}
         items = [
-            kube.deployment_json(self.cluster, d, self.clock)
+            kube.workload_json(self.cluster, d, self.clock)
             for d in self.cluster.deployments.values()
+            if d.kind == kinds[resource]
         ]
+        api_version = (
+            kube.LWS_API_VERSION if resource == "leaderworkersets" else "apps/v1"
+        )
         return 200, kube.list_json(
-            "DeploymentList", "apps/v1", items, self.cluster.revision
+            f"{kinds[resource]}List", api_version, items, self.cluster.revision
         )
 
-    def _get_deployment(self, ns: str, name: str, **_: Any) -> tuple[int, Any]:
-        return 200, kube.deployment_json(
-            self.cluster, self._deployment(ns, name), self.clock
-        )
+    def _get_workload(
+        self, ns: str, resource: str, name: str, **_: Any
+    ) -> tuple[int, Any]:
+        workload = self._workload(ns, resource, name)
+        return 200, kube.workload_json(self.cluster, workload, self.clock)
 
-    def _get_scale(self, ns: str, name: str, **_: Any) -> tuple[int, Any]:
-        return 200, kube.scale_json(
-            self.cluster, self._deployment(ns, name), self.clock
-        )
+    def _patch_workload(
+        self, ns: str, resource: str, name: str, body: Any, content_type: str, **_: Any
+    ) -> tuple[int, Any]:
+        """Merge annotations into a workload; the emulator serves no other change."""
+        workload = self._workload(ns, resource, name)
+        if content_type == "application/json-patch+json":
+            changes = _annotations_from_json_patch(body)
+        else:
+            changes = _annotations_from_object(body, workload.resource_version)
+        for key, value in changes.items():
+            if value is None:
+                workload.annotations.pop(key, None)
+            else:
+                workload.annotations[key] = value
+        workload.resource_version = self.cluster.next_revision()
+        return 200, kube.workload_json(self.cluster, workload, self.clock)
+
+    def _get_scale(
+        self, ns: str, resource: str, name: str, **_: Any
+    ) -> tuple[int, Any]:
+        workload = self._workload(ns, resource, name)
+        return 200, kube.scale_json(self.cluster, workload, self.clock)
 
     def _patch_scale(
-        self, ns: str, name: str, body: Any, content_type: str, **_: Any
+        self,
+        ns: str,
+        resource: str,
+        name: str,
+        body: Any,
+        content_type: str,
+        **_: Any,
     ) -> tuple[int, Any]:
-        deployment = self._deployment(ns, name)
+        deployment = self._workload(ns, resource, name)
         if content_type == "application/json-patch+json":
             replicas = _replicas_from_json_patch(body, deployment.replicas)
         elif content_type in (
@@ -468,15 +521,23 @@ class Emulator:
             )
         return self._set_replicas(deployment, replicas)
 
-    def _put_scale(self, ns: str, name: str, body: Any, **_: Any) -> tuple[int, Any]:
-        deployment = self._deployment(ns, name)
+    def _put_scale(
+        self, ns: str, resource: str, name: str, body: Any, **_: Any
+    ) -> tuple[int, Any]:
+        deployment = self._workload(ns, resource, name)
         replicas = _replicas_from_object(body, deployment.resource_version, None)
         return self._set_replicas(deployment, replicas)
 
     def _set_replicas(self, deployment: Any, replicas: int) -> tuple[int, Any]:
         before = deployment.replicas
         self.cluster.scale(deployment.name, replicas)
-        logger.info("scale %s: %d -> %d replicas", deployment.name, before, replicas)
+        logger.info(
+            "scale %s %s: %d -> %d replicas",
+            deployment.kind,
+            deployment.name,
+            before,
+            replicas,
+        )
         return 200, kube.scale_json(self.cluster, deployment, self.clock)
 
     def _list_pods(
@@ -496,17 +557,26 @@ class Emulator:
         try:
             for deployment in self.cluster.deployments.values():
                 for pod in deployment.pods:
-                    node = pod.node.name if pod.node is not None else ""
-                    if not kube.match_selector(kube.pod_labels(deployment), selector):
-                        continue
-                    if not kube.match_node_field(node, field_selector):
-                        continue
-                    items.append(
-                        kube.pod_json(self.cluster, pod, self.clock, self.port)
-                    )
+                    items.extend(self._matching_pods(pod, selector, field_selector))
         except ValueError as exc:
             raise HttpError(400, "BadRequest", str(exc)) from None
         return 200, kube.list_json("PodList", "v1", items, self.cluster.revision)
+
+    def _matching_pods(
+        self, pod: Any, selector: str, field_selector: str
+    ) -> list[dict[str, Any]]:
+        """Return the pod, and a LeaderWorkerSet leader's workers, that match."""
+        node = pod.node.name if pod.node is not None else ""
+        if not kube.match_node_field(node, field_selector):
+            return []
+        pods = [kube.pod_json(self.cluster, pod, self.clock, self.port)]
+        if self.cluster.deployments[pod.deployment].kind == "LeaderWorkerSet":
+            pods.extend(kube.worker_pods_json(self.cluster, pod, self.clock, self.port))
+        return [
+            item
+            for item in pods
+            if kube.match_selector(item["metadata"]["labels"], selector)
+        ]
 
     def _get_pod(self, ns: str, name: str, **_: Any) -> tuple[int, Any]:
         return 200, kube.pod_json(
@@ -553,7 +623,8 @@ class Emulator:
             raise HttpError(400, "BadRequest", "event body must be a JSON object")
         event = dict(body)
         metadata = dict(event.get("metadata") or {})
-        metadata.setdefault("name", f"fleetsim-event-{len(self.events) + 1}")
+        prefix = metadata.get("generateName") or "fleetsim-event-"
+        metadata.setdefault("name", f"{prefix}{len(self.events) + 1}")
         metadata.update(
             namespace=ns,
             uid=self.cluster.new_uid(),
@@ -578,6 +649,29 @@ class Emulator:
 
     def _get_status(self, **_: Any) -> tuple[int, Any]:
         return 200, self.status()
+
+    def _get_prometheus_targets(self, **_: Any) -> tuple[int, Any]:
+        """List the running pods in Prometheus's HTTP service discovery format.
+
+        Each pod is one target group with the labels that Kubernetes pod
+        discovery and the usual relabelling give: `namespace` and `pod`. A
+        terminating pod is left out, so Prometheus marks its series stale.
+        """
+        now = self.cluster.now
+        delay_s = self.cluster.startup_delay_s
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        groups = []
+        for deployment in self.cluster.deployments.values():
+            for pod in deployment.live_pods():
+                if pod.phase(now, delay_s) != "Running":
+                    continue
+                labels = {
+                    "__metrics_path__": f"/pods/{pod.name}/metrics",
+                    "namespace": self.cluster.fleet.namespace,
+                    "pod": pod.name,
+                }
+                groups.append({"targets": [f"{host}:{self.port}"], "labels": labels})
+        return 200, groups
 
     def _post_advance(self, query: dict[str, list[str]], **_: Any) -> tuple[int, Any]:
         if self.clock_mode != "manual":
@@ -658,6 +752,37 @@ def _replicas_from_object(body: Any, resource_version: int, default: int | None)
         )
     replicas = (body.get("spec") or {}).get("replicas", default)
     return _valid_replicas(replicas)
+
+
+def _annotations_from_object(body: Any, resource_version: int) -> dict[str, str | None]:
+    """Read `metadata.annotations` of a merge patch; reject any other field."""
+    if not isinstance(body, dict) or not isinstance(body.get("metadata"), dict):
+        raise HttpError(
+            400, "BadRequest", "patch body must be an object with 'metadata'"
+        )
+    extra = sorted(set(body) - {"metadata", "apiVersion", "kind"})
+    if extra:
+        raise HttpError(
+            422,
+            "Invalid",
+            f"the emulator changes only metadata.annotations of a workload: {extra}",
+        )
+    metadata = body["metadata"]
+    expected = metadata.get("resourceVersion")
+    if expected is not None and str(expected) != str(resource_version):
+        raise HttpError(
+            409,
+            "Conflict",
+            "Operation cannot be fulfilled: the object has been modified",
+        )
+    changes = metadata.get("annotations") or {}
+    if not isinstance(changes, dict) or any(
+        value is not None and not isinstance(value, str) for value in changes.values()
+    ):
+        raise HttpError(
+            400, "BadRequest", "metadata.annotations must map names to strings or null"
+        )
+    return changes
 
 
 def _replicas_from_json_patch(body: Any, current: int) -> int:

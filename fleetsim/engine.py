@@ -4,7 +4,10 @@ The cluster contains one Deployment per variant, GPU nodes per accelerator
 type, and pods that each run one `ReplicaEngine`. Requests arrive from an
 iterator of (time, prompt tokens, output tokens) or through `submit`, and
 go to the least loaded Ready pod: fewest waiting requests first, then the
-lowest KV-cache usage, like the llm-d endpoint picker.
+lowest KV-cache usage, like the llm-d endpoint picker. The ranking uses
+each pod's load at the request's arrival time, but a pod is brought to that
+time only when its rank could have improved since it was last advanced
+(see `Cluster`), so busy pods advance many iterations at once.
 
 Pod life: a new pod waits for a free GPU of its type (phase Pending), is
 Pending for the first half of the start-up delay (image pull), Running and
@@ -22,6 +25,7 @@ from __future__ import annotations
 import heapq
 import json
 import logging
+import math
 import random
 import uuid
 from collections.abc import Iterator
@@ -60,6 +64,10 @@ TERMINATION_S = 5.0
 # Nodes carry at most this many GPUs each.
 GPUS_PER_NODE = 8
 DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
+# Workload kinds of a variant. A StatefulSet or LeaderWorkerSet names its pods
+# (or groups) by ordinal and removes the highest ordinal first.
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "LeaderWorkerSet")
+ORDERED_KINDS = frozenset({"StatefulSet", "LeaderWorkerSet"})
 # Characters Kubernetes uses for generated name suffixes.
 _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -73,6 +81,9 @@ class VariantSpec:
     engine: EngineConfig
     # terminationGracePeriodSeconds of the pod template; Kubernetes' default.
     termination_grace_period_s: int = 30
+    kind: str = "Deployment"
+    # Pods per LeaderWorkerSet group (leader included); 1 for other kinds.
+    group_size: int = 1
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,7 @@ def load_fleet(path: Path) -> FleetSpec:
                 f"{item['accelerator']!r}, which is not in 'accelerators'"
             )
         settings = {**base_engine, **item.get("engine", {})}
+        kind, group_size = _workload_kind(path, item)
         variants.append(
             VariantSpec(
                 name=item["name"],
@@ -108,6 +120,8 @@ def load_fleet(path: Path) -> FleetSpec:
                 termination_grace_period_s=int(
                     item.get("termination_grace_period_s", 30)
                 ),
+                kind=kind,
+                group_size=group_size,
             )
         )
     accelerators: dict[str, dict[str, Any]] = raw["accelerators"]
@@ -120,6 +134,29 @@ def load_fleet(path: Path) -> FleetSpec:
         },
         variants=tuple(variants),
     )
+
+
+def _workload_kind(path: Path, item: dict[str, Any]) -> tuple[str, int]:
+    """Return a variant's workload kind and LeaderWorkerSet group size."""
+    kind = str(item.get("kind", "Deployment"))
+    if kind not in WORKLOAD_KINDS:
+        raise ValueError(
+            f"{path}: variant {item['name']!r} has kind {kind!r}; "
+            f"use one of {', '.join(WORKLOAD_KINDS)}"
+        )
+    size = int(item.get("group_size", 2 if kind == "LeaderWorkerSet" else 1))
+    gpus = int(item.get("gpus_per_replica", 1))
+    if kind != "LeaderWorkerSet" and size != 1:
+        raise ValueError(
+            f"{path}: variant {item['name']!r} sets group_size {size}, "
+            "which only a LeaderWorkerSet takes"
+        )
+    if size < 1 or gpus % size:
+        raise ValueError(
+            f"{path}: variant {item['name']!r} has group_size {size}; it must be "
+            f"at least 1 and divide gpus_per_replica ({gpus})"
+        )
+    return kind, size
 
 
 @dataclass
@@ -152,6 +189,8 @@ class Pod:
     resource_version: int = 0
     restart_count: int = 0
     crash_looping: bool = False
+    # Pod index of a StatefulSet, group index of a LeaderWorkerSet; else None.
+    ordinal: int | None = None
 
     def is_scheduled(self) -> bool:
         return self.node is not None
@@ -189,10 +228,16 @@ class Deployment:
     pods: list[Pod] = field(default_factory=list)
     retired: list[Pod] = field(default_factory=list)
     lost: int = 0
+    # metadata.annotations of the workload object itself.
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return self.variant.name
+
+    @property
+    def kind(self) -> str:
+        return self.variant.kind
 
     def live_pods(self) -> list[Pod]:
         """Pods that are not terminating."""
@@ -216,8 +261,65 @@ class _Arrivals:
         return item
 
 
+class _RouteGroup:
+    """Ready pods of one Deployment and the router's view of their load.
+
+    A key ranks a pod: fewest waiting requests, then the lowest KV-cache
+    usage, then the fewest running requests, then the oldest pod. Its last
+    item is the pod's index in `pods`. A key is exact at its `fresh_at`
+    time (minus infinity when that time is not known) and a lower bound
+    after it, until the time the pod's engine predicted for a fall.
+    """
+
+    __slots__ = (
+        "max_model_len", "max_tokens", "pods", "total_blocks", "keys",
+        "fresh_at", "stamps",
+    )  # fmt: skip
+
+    def __init__(self, deployment: Deployment, now: float) -> None:
+        engine_config = deployment.variant.engine
+        self.max_model_len = engine_config.max_model_len
+        self.pods = [p for p in deployment.pods if p.is_ready(now)]
+        # Every pod of a Deployment has the same KV pool. A pool of 0 blocks
+        # takes no request, so its keys never need the usage.
+        self.total_blocks = self.pods[0].engine.total_blocks if self.pods else 0
+        self.max_tokens = self.total_blocks * engine_config.block_size
+        self.keys = [self._key(index) for index in range(len(self.pods))]
+        self.fresh_at = [-math.inf] * len(self.pods)
+        # Bumped on every new prediction. An entry of the due heap with an
+        # older stamp is out of date and skipped.
+        self.stamps = [0] * len(self.pods)
+
+    def _key(self, index: int) -> tuple[int, float, int, int, int]:
+        engine = self.pods[index].engine
+        return (
+            engine.n_waiting,
+            engine.used_blocks / (self.total_blocks or 1),
+            len(engine.running),
+            self.pods[index].seq,
+            index,
+        )
+
+    def update(self, index: int, now: float) -> None:
+        """Store a pod's key, exact at `now`, and void its older predictions."""
+        self.keys[index] = self._key(index)
+        self.fresh_at[index] = now
+        self.stamps[index] += 1
+
+
 class Cluster:
-    """Deployments, nodes, pods and the router, advanced in virtual time."""
+    """Deployments, nodes, pods and the router, advanced in virtual time.
+
+    Routing is exact but lazy. Every live pod is brought to the same time
+    at each event and at the end of `advance_to`. Between those, a pod is
+    advanced to a request's arrival time in two cases. The first is when
+    the arrival comes after the time its engine predicted its rank key
+    could first fall (`ReplicaEngine.rank_steady_until`). The second is
+    when its stored key is the lowest. A stored key is a lower bound of the
+    current one, so the router advances that pod and ranks again until the
+    lowest key is current. The choice is the one that advancing every pod
+    to every arrival would make.
+    """
 
     def __init__(
         self,
@@ -237,6 +339,11 @@ class Cluster:
         self.profiles = profiles
         self.startup_delay_s = startup_delay_s
         self.now = 0.0
+        # Rebuilt after any change to a pod or Deployment (a new revision)
+        # and after every sync.
+        self._routes: list[_RouteGroup] | None = None
+        # (time the rank may fall, group index, pod index, stamp) per pod.
+        self._due: list[tuple[float, int, int, int]] = []
         self.revision = 0
         self.rng = random.Random(seed)
         self.arrivals = _Arrivals(arrivals)
@@ -262,6 +369,7 @@ class Cluster:
 
     def next_revision(self) -> int:
         self.revision += 1
+        self._routes = None
         return self.revision
 
     def new_uid(self) -> str:
@@ -288,7 +396,16 @@ class Cluster:
     def _create_pod(self, deployment: Deployment, *, ready_now: bool = False) -> Pod:
         variant = deployment.variant
         self.pod_seq += 1
-        name = f"{deployment.name}-{deployment.template_hash}-{self._random_name(5)}"
+        ordinal = None
+        if deployment.kind in ORDERED_KINDS:
+            # The lowest free ordinal. A real StatefulSet waits until a
+            # terminating pod of that ordinal is gone; the model does not.
+            used = {pod.ordinal for pod in deployment.pods}
+            ordinal = next(i for i in range(len(used) + 1) if i not in used)
+            name = f"{deployment.name}-{ordinal}"
+        else:
+            suffix = self._random_name(5)
+            name = f"{deployment.name}-{deployment.template_hash}-{suffix}"
         engine = ReplicaEngine(
             self.profiles[variant.accelerator], variant.engine, self.now
         )
@@ -301,6 +418,7 @@ class Cluster:
             engine=engine,
             gpus=variant.gpus_per_replica,
             resource_version=self.next_revision(),
+            ordinal=ordinal,
         )
         deployment.pods.append(pod)
         self._schedule(pod, ready_now=ready_now)
@@ -355,8 +473,12 @@ class Cluster:
         """Rank live pods for deletion the way a ReplicaSet does, first out first.
 
         Unscheduled before scheduled, Pending before Running, not ready
-        before ready, lower pod-deletion-cost first, then the newest.
+        before ready, lower pod-deletion-cost first, then the newest. A
+        StatefulSet or LeaderWorkerSet removes the highest ordinal first.
         """
+        if deployment.kind in ORDERED_KINDS:
+            live = deployment.live_pods()
+            return sorted(live, key=lambda pod: -(pod.ordinal or 0))
         now = self.now
         delay = self.startup_delay_s
 
@@ -420,56 +542,100 @@ class Cluster:
         request = Request(self.next_rid, self.now, prompt_tokens, output_tokens)
         self.next_rid += 1
         total = prompt_tokens + request.output
-        candidates = []
-        fits_somewhere = False
-        for deployment in self.deployments.values():
-            engine_config = deployment.variant.engine
-            if total > engine_config.max_model_len:
-                continue
-            fits_somewhere = True
-            for pod in deployment.pods:
-                if (
-                    pod.is_ready(self.now)
-                    and pod.engine.blocks_for(total) <= pod.engine.total_blocks
-                ):
-                    candidates.append(pod)
-        if not candidates:
-            reason = "no_ready_replica" if fits_somewhere else "too_long"
-            self.rejected[reason] += 1
-            request.state = RequestState.REJECTED
-            return None
-        target = min(
-            candidates,
-            key=lambda p: (
-                p.engine.n_waiting,
-                p.engine.kv_usage,
-                len(p.engine.running),
-                p.seq,
-            ),
-        )
-        target.engine.enqueue(request)
+        routes = self._routes if self._routes is not None else self._build_routes()
+        self._bring_due_pods()
+        while True:
+            best: tuple[int, float, int, int, int] | None = None
+            best_group = -1
+            fits_somewhere = False
+            for number, group in enumerate(routes):
+                if total > group.max_model_len:
+                    continue
+                fits_somewhere = True
+                if not group.keys or total > group.max_tokens:
+                    continue
+                key = min(group.keys)
+                if best is None or key < best:
+                    best, best_group = key, number
+            if best is None:
+                reason = "no_ready_replica" if fits_somewhere else "too_long"
+                self.rejected[reason] += 1
+                request.state = RequestState.REJECTED
+                return None
+            index = best[-1]
+            if routes[best_group].fresh_at[index] == self.now:
+                break
+            self._bring(best_group, index)
+        routes[best_group].pods[index].engine.enqueue(request)
+        self._predict(best_group, index)
         return request
+
+    def _build_routes(self) -> list[_RouteGroup]:
+        routes = [_RouteGroup(d, self.now) for d in self.deployments.values()]
+        self._routes = routes
+        self._due = []
+        for number, group in enumerate(routes):
+            for index in range(len(group.pods)):
+                self._predict(number, index, fresh=False)
+        return routes
+
+    def _predict(self, number: int, index: int, *, fresh: bool = True) -> None:
+        """Store a pod's current key and when it may first fall."""
+        assert self._routes is not None
+        group = self._routes[number]
+        group.update(index, self.now if fresh else -math.inf)
+        steady_until = group.pods[index].engine.rank_steady_until()
+        entry = (steady_until, number, index, group.stamps[index])
+        heapq.heappush(self._due, entry)
+
+    def _bring(self, number: int, index: int) -> None:
+        """Advance one pod to now and store its key."""
+        assert self._routes is not None
+        self._routes[number].pods[index].engine.advance_to(self.now)
+        self._predict(number, index)
+
+    def _bring_due_pods(self) -> None:
+        """Advance every pod whose key may have fallen by now."""
+        assert self._routes is not None
+        routes = self._routes
+        due = self._due
+        while due and due[0][0] < self.now:
+            _, number, index, stamp = heapq.heappop(due)
+            if routes[number].stamps[index] == stamp:
+                self._bring(number, index)
 
     def advance_to(self, t_end: float) -> None:
         """Run the cluster until `t_end`, delivering arrivals on the way."""
         while True:
             t_next = t_end
-            if self.arrivals.head is not None:
-                t_next = min(t_next, self.arrivals.head[0])
             if self.events:
                 t_next = min(t_next, self.events[0][0])
+            self._deliver_arrivals(t_next)
             t_next = max(t_next, self.now)
-            for deployment in self.deployments.values():
-                for pod in deployment.pods:
-                    if pod.deleted_at is None:
-                        pod.engine.advance_to(t_next)
-            self.now = t_next
+            self._sync(t_next)
             self._process_events()
             while self.arrivals.head is not None and self.arrivals.head[0] <= self.now:
                 _, prompt, output = self.arrivals.pop()
                 self.submit(prompt, output)
             if t_next >= t_end:
                 return
+
+    def _deliver_arrivals(self, t_stop: float) -> None:
+        """Route the arrivals before `t_stop` without a sync."""
+        arrivals = self.arrivals
+        while arrivals.head is not None and arrivals.head[0] < t_stop:
+            arrival, prompt, output = arrivals.pop()
+            self.now = max(self.now, arrival)
+            self.submit(prompt, output)
+
+    def _sync(self, t: float) -> None:
+        """Bring every live pod to time `t`."""
+        for deployment in self.deployments.values():
+            for pod in deployment.pods:
+                if pod.deleted_at is None:
+                    pod.engine.advance_to(t)
+        self.now = t
+        self._routes = None
 
     def advance(self, seconds: float) -> None:
         self.advance_to(self.now + seconds)

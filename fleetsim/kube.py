@@ -1,7 +1,12 @@
 """Kubernetes JSON for the emulated cluster's objects.
 
-The shapes follow the Kubernetes API (core/v1, apps/v1, autoscaling/v1) as
-far as the official Python client's models need to deserialize them.
+The shapes follow the Kubernetes API (core/v1, apps/v1, autoscaling/v1,
+leaderworkerset.x-k8s.io/v1) as far as the official Python client's models
+need to deserialize them.
+
+A LeaderWorkerSet group is one engine pod in the model: its leader. The
+group's workers are listed as pods too, with their labels and their share
+of the group's GPUs, but serve no metrics.
 """
 
 from __future__ import annotations
@@ -15,6 +20,19 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 CONTAINER_IMAGE = "vllm/vllm-openai:latest"
 CONTAINER_PORT = 8000
+LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
+LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"
+LWS_GROUP_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/group-index"
+LWS_WORKER_INDEX_LABEL = "leaderworkerset.sigs.k8s.io/worker-index"
+LWS_SIZE_ANNOTATION = "leaderworkerset.sigs.k8s.io/size"
+POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
+STS_POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
+# Plural resource names of the workload kinds, as in API paths.
+RESOURCES = {
+    "Deployment": "deployments",
+    "StatefulSet": "statefulsets",
+    "LeaderWorkerSet": "leaderworkersets",
+}
 
 
 class Clock:
@@ -43,7 +61,7 @@ def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
 
 def _container(cluster: Cluster, deployment: Deployment) -> dict[str, Any]:
     variant = deployment.variant
-    gpus = str(variant.gpus_per_replica)
+    gpus = str(variant.gpus_per_replica // variant.group_size)
     return {
         "name": "vllm",
         "image": CONTAINER_IMAGE,
@@ -62,49 +80,109 @@ def _container(cluster: Cluster, deployment: Deployment) -> dict[str, Any]:
     }
 
 
+def workload_json(
+    cluster: Cluster, deployment: Deployment, clock: Clock
+) -> dict[str, Any]:
+    """Return the Deployment, StatefulSet or LeaderWorkerSet object of a variant."""
+    if deployment.kind == "LeaderWorkerSet":
+        return _lws_json(cluster, deployment, clock)
+    return deployment_json(cluster, deployment, clock)
+
+
+def _metadata(cluster: Cluster, deployment: Deployment, clock: Clock) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "name": deployment.name,
+        "namespace": cluster.fleet.namespace,
+        "uid": deployment.uid,
+        "resourceVersion": str(deployment.resource_version),
+        "generation": deployment.generation,
+        "creationTimestamp": clock.stamp(0.0),
+        "labels": {"app": deployment.name},
+    }
+    if deployment.annotations:
+        metadata["annotations"] = dict(deployment.annotations)
+    return metadata
+
+
+def _pod_template(
+    cluster: Cluster, deployment: Deployment, labels: dict[str, str]
+) -> dict[str, Any]:
+    accelerator = deployment.variant.accelerator
+    return {
+        "metadata": {"labels": dict(labels)},
+        "spec": {
+            "containers": [_container(cluster, deployment)],
+            "nodeSelector": {GPU_PRODUCT_LABEL: cluster.fleet.node_labels[accelerator]},
+            "terminationGracePeriodSeconds": (
+                deployment.variant.termination_grace_period_s
+            ),
+        },
+    }
+
+
 def deployment_json(
     cluster: Cluster, deployment: Deployment, clock: Clock
 ) -> dict[str, Any]:
+    """Return the Deployment, or the StatefulSet of a variant of that kind."""
     counts = cluster.deployment_counts(deployment.name)
     labels = {"app": deployment.name}
-    accelerator = deployment.variant.accelerator
+    spec: dict[str, Any] = {
+        "replicas": deployment.replicas,
+        "selector": {"matchLabels": dict(labels)},
+        "template": _pod_template(cluster, deployment, labels),
+    }
+    status = {
+        "observedGeneration": deployment.generation,
+        "replicas": counts["current"],
+        "updatedReplicas": counts["current"],
+        "readyReplicas": counts["ready"],
+        "availableReplicas": counts["ready"],
+    }
+    if deployment.kind == "StatefulSet":
+        spec["serviceName"] = deployment.name
+        spec["podManagementPolicy"] = "OrderedReady"
+        status["currentReplicas"] = counts["current"]
+    else:
+        status["unavailableReplicas"] = counts["current"] - counts["ready"]
     return {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": deployment.name,
-            "namespace": cluster.fleet.namespace,
-            "uid": deployment.uid,
-            "resourceVersion": str(deployment.resource_version),
-            "generation": deployment.generation,
-            "creationTimestamp": clock.stamp(0.0),
-            "labels": dict(labels),
-        },
+        "kind": deployment.kind,
+        "metadata": _metadata(cluster, deployment, clock),
+        "spec": spec,
+        "status": status,
+    }
+
+
+def _lws_json(cluster: Cluster, deployment: Deployment, clock: Clock) -> dict[str, Any]:
+    counts = cluster.deployment_counts(deployment.name)
+    labels = {LWS_NAME_LABEL: deployment.name}
+    template = _pod_template(cluster, deployment, labels)
+    return {
+        "apiVersion": LWS_API_VERSION,
+        "kind": "LeaderWorkerSet",
+        "metadata": _metadata(cluster, deployment, clock),
         "spec": {
             "replicas": deployment.replicas,
-            "selector": {"matchLabels": dict(labels)},
-            "template": {
-                "metadata": {"labels": dict(labels)},
-                "spec": {
-                    "containers": [_container(cluster, deployment)],
-                    "nodeSelector": {
-                        GPU_PRODUCT_LABEL: cluster.fleet.node_labels[accelerator]
-                    },
-                    "terminationGracePeriodSeconds": (
-                        deployment.variant.termination_grace_period_s
-                    ),
-                },
+            "leaderWorkerTemplate": {
+                "size": deployment.variant.group_size,
+                "leaderTemplate": template,
+                "workerTemplate": template,
+                "restartPolicy": "RecreateGroupOnPodRestart",
             },
+            "startupPolicy": "LeaderCreated",
         },
         "status": {
-            "observedGeneration": deployment.generation,
             "replicas": counts["current"],
-            "updatedReplicas": counts["current"],
             "readyReplicas": counts["ready"],
-            "availableReplicas": counts["ready"],
-            "unavailableReplicas": counts["current"] - counts["ready"],
+            "hpaPodSelector": _scale_selector(deployment),
         },
     }
+
+
+def _scale_selector(deployment: Deployment) -> str:
+    if deployment.kind == "LeaderWorkerSet":
+        return f"{LWS_NAME_LABEL}={deployment.name},{LWS_WORKER_INDEX_LABEL}=0"
+    return f"app={deployment.name}"
 
 
 def scale_json(
@@ -123,13 +201,49 @@ def scale_json(
         "spec": {"replicas": deployment.replicas},
         "status": {
             "replicas": cluster.deployment_counts(deployment.name)["current"],
-            "selector": f"app={deployment.name}",
+            "selector": _scale_selector(deployment),
         },
     }
 
 
-def pod_labels(deployment: Deployment) -> dict[str, str]:
+def pod_labels(deployment: Deployment, pod: Pod) -> dict[str, str]:
+    """Return the labels that the workload's controller sets on its pod."""
+    if deployment.kind == "StatefulSet":
+        return {
+            "app": deployment.name,
+            "controller-revision-hash": f"{deployment.name}-{deployment.template_hash}",
+            POD_INDEX_LABEL: str(pod.ordinal),
+            STS_POD_NAME_LABEL: pod.name,
+        }
+    if deployment.kind == "LeaderWorkerSet":
+        return {
+            LWS_NAME_LABEL: deployment.name,
+            LWS_GROUP_INDEX_LABEL: str(pod.ordinal),
+            LWS_WORKER_INDEX_LABEL: "0",
+        }
     return {"app": deployment.name, "pod-template-hash": deployment.template_hash}
+
+
+def worker_pods_json(
+    cluster: Cluster, pod: Pod, clock: Clock, port: int
+) -> list[dict[str, Any]]:
+    """Return the worker pods of a LeaderWorkerSet group whose leader is `pod`.
+
+    Workers share the leader's node, phase and readiness. They have no
+    metrics route, because the leader reports the group's engine.
+    """
+    deployment = cluster.deployments[pod.deployment]
+    workers = []
+    for index in range(1, deployment.variant.group_size):
+        worker = pod_json(cluster, pod, clock, port)
+        metadata = worker["metadata"]
+        metadata["name"] = f"{pod.name}-{index}"
+        metadata["uid"] = f"{pod.uid[:-4]}{index:04d}"
+        metadata["labels"][LWS_WORKER_INDEX_LABEL] = str(index)
+        for key in ("prometheus.io/scrape", "prometheus.io/port", "prometheus.io/path"):
+            metadata["annotations"].pop(key, None)
+        workers.append(worker)
+    return workers
 
 
 def pod_json(cluster: Cluster, pod: Pod, clock: Clock, port: int) -> dict[str, Any]:
@@ -149,18 +263,12 @@ def pod_json(cluster: Cluster, pod: Pod, clock: Clock, port: int) -> dict[str, A
         "uid": pod.uid,
         "resourceVersion": str(pod.resource_version),
         "creationTimestamp": clock.stamp(pod.created_at),
-        "labels": pod_labels(deployment),
+        "labels": pod_labels(deployment, pod),
         "annotations": annotations,
-        "ownerReferences": [
-            {
-                "apiVersion": "apps/v1",
-                "kind": "ReplicaSet",
-                "name": f"{deployment.name}-{deployment.template_hash}",
-                "uid": deployment.uid,
-                "controller": True,
-            }
-        ],
+        "ownerReferences": [_owner(deployment)],
     }
+    if deployment.kind == "LeaderWorkerSet":
+        annotations[LWS_SIZE_ANNOTATION] = str(deployment.variant.group_size)
     grace_s = deployment.variant.termination_grace_period_s
     if pod.deleted_at is not None:
         metadata["deletionTimestamp"] = clock.stamp(pod.deleted_at)
@@ -177,6 +285,22 @@ def pod_json(cluster: Cluster, pod: Pod, clock: Clock, port: int) -> dict[str, A
         "metadata": metadata,
         "spec": spec,
         "status": _pod_status(pod, phase, ready, clock),
+    }
+
+
+def _owner(deployment: Deployment) -> dict[str, Any]:
+    if deployment.kind == "Deployment":
+        api_version, kind = "apps/v1", "ReplicaSet"
+        name = f"{deployment.name}-{deployment.template_hash}"
+    else:
+        # A LeaderWorkerSet runs its leaders through a StatefulSet of its name.
+        api_version, kind, name = "apps/v1", "StatefulSet", deployment.name
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": name,
+        "uid": deployment.uid,
+        "controller": True,
     }
 
 

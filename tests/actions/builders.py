@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.contrib.auth.models import User
 from django.utils import timezone
@@ -112,6 +113,7 @@ class FakeActuator:
 
     replicas: dict[str, int] = field(default_factory=dict)
     calls: list[tuple[str, int, str, bool]] = field(default_factory=list)
+    notes: list[Any] = field(default_factory=list)
     read_error: Exception | None = None
     set_error: Exception | None = None
 
@@ -126,9 +128,11 @@ class FakeActuator:
         replicas: int,
         victim_pod: str = "",
         dry_run: bool = False,
+        note: Any = None,
     ) -> None:
         if self.set_error is not None:
             raise self.set_error
         self.calls.append((variant.name, replicas, victim_pod, dry_run))
+        self.notes.append(note)
         if not dry_run:
             self.replicas[variant.name] = replicas

@@ -88,6 +88,26 @@ def test_apply_override_uses_override_count(world: World, queued: list[int]) -> 
     assert actuator.calls == [("llama-h100-a", 7, "", False)]
 
 
+def test_apply_note_names_action_and_approver(world: World, queued: list[int]) -> None:
+    action_id = approved(world, 4, 5)
+    actuator = FakeActuator(replicas={"llama-h100-a": 4})
+    actions.apply_action(action_id, actuator=actuator)
+    [note] = actuator.notes
+    assert note.action_id == action_id
+    assert note.approved_by == world.u2.get_username()
+    assert note.override is False
+
+
+def test_apply_note_marks_override(world: World, queued: list[int]) -> None:
+    action = actions.propose_action(world.variant_a.pk, 4, 5)
+    actions.override_action(action.pk, world.u2, 7)
+    actuator = FakeActuator(replicas={"llama-h100-a": 4})
+    actions.apply_action(action.pk, actuator=actuator)
+    [note] = actuator.notes
+    assert note.action_id == action.pk
+    assert note.override is True
+
+
 def test_apply_pending_approval_mode_does_nothing(world: World) -> None:
     action = actions.propose_action(world.variant_a.pk, 4, 5)
     actuator = FakeActuator(replicas={"llama-h100-a": 4})

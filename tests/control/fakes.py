@@ -113,6 +113,7 @@ class FakeWorkload:
     pods: list[FakePod]
     grace_period_s: int | None = 600
     gpus_per_pod: int = 1
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 class FakeKube:
@@ -131,6 +132,8 @@ class FakeKube:
         self.calls: list[tuple[str, ...]] = []
         # Status code raised by every call whose name is a key.
         self.failures: dict[str, int] = {}
+        # Bodies of the Events the actuator created.
+        self.events: list[dict[str, Any]] = []
 
     def add(
         self,
@@ -190,8 +193,19 @@ class FakeKube:
         workload.replicas = replicas
         return V1Scale(spec=V1ScaleSpec(replicas=replicas))
 
-    def patch_namespaced_deployment(self, *args: Any, **kwargs: Any) -> None:
-        raise AssertionError("patch_namespaced_deployment must never be called")
+    def patch_namespaced_deployment(
+        self, name: str, namespace: str, body: dict[str, Any], **_: Any
+    ) -> V1Deployment:
+        # The actuator may only record its change in the annotations; a patch
+        # of the spec would change the pod template.
+        if set(body) != {"metadata"} or set(body["metadata"]) != {"annotations"}:
+            raise AssertionError(f"workload patch beyond annotations: {body}")
+        self._record("patch_namespaced_deployment", name, "annotations")
+        workload = self.workloads[name]
+        workload.annotations.update(body["metadata"]["annotations"])
+        deployment = self.read_namespaced_deployment(name, namespace)
+        deployment.metadata.annotations = dict(workload.annotations)
+        return deployment
 
     def _scale_pods(self, workload: FakeWorkload, name: str, replicas: int) -> None:
         """Add Pending pods, or remove the lowest deletion cost first."""
@@ -255,6 +269,13 @@ class FakeKube:
                         pod.annotations.pop(key, None)
                     else:
                         pod.annotations[key] = cost
+
+    def create_namespaced_event(
+        self, namespace: str, body: dict[str, Any], **_: Any
+    ) -> dict[str, Any]:
+        self._record("create_namespaced_event", namespace, str(body["reason"]))
+        self.events.append(body)
+        return body
 
     def list_node(self, **_: Any) -> Any:
         self._record("list_node")

@@ -42,12 +42,14 @@ def test_victim_marked_before_scale_patch(make_model, make_variant, kube, run_cy
     # Then the decision is 3 to 2 with a2 as the victim.
     assert decision(cycle, "a").target_replicas == 2
     assert decision(cycle, "a").victim_pod == "a2"
-    # And the calls are: reset a1, mark a2, then patch the scale.
+    # And the calls are: reset a1, mark a2, patch the scale, then record the
+    # previous count in the Deployment's annotations.
     writes = [call for call in kube.calls if call[0].startswith("patch")]
     assert writes == [
         ("patch_namespaced_pod", "a1", "None"),
         ("patch_namespaced_pod", "a2", "-1000"),
         ("patch_namespaced_deployment_scale", "a", "2"),
+        ("patch_namespaced_deployment", "a", "annotations"),
     ]
     # And exactly a2 left.
     assert kube.pod_names("a") == ["a1", "a3"]

@@ -43,9 +43,15 @@ def test_scale_up_patches_only_scale(fake, settings):
     settings.WVA_DRY_RUN = False
     # When it is set to 4.
     actuator(fake).set_replicas(workload(), 4)
-    # Then the scale subresource is the only write, and no pod is annotated.
+    # Then the scale subresource is the only change of the count, no pod is
+    # annotated, and the Deployment gets only annotations (the fake rejects
+    # any other field).
     writes = [call for call in fake.calls if call[0].startswith("patch")]
-    assert writes == [("patch_namespaced_deployment_scale", "a", "4")]
+    assert writes == [
+        ("patch_namespaced_deployment_scale", "a", "4"),
+        ("patch_namespaced_deployment", "a", "annotations"),
+    ]
+    assert fake.workloads["a"].annotations[kube_module.PREVIOUS_REPLICAS] == "3"
 
 
 def test_dry_run_writes_nothing(fake):
@@ -128,6 +134,7 @@ def test_stateful_set_uses_its_scale_subresource():
     # Given a StatefulSet workload on a client that records calls.
     calls: list[str] = []
     scale = SimpleNamespace(spec=SimpleNamespace(replicas=2))
+    patched = SimpleNamespace(metadata=SimpleNamespace(uid="uid-a"))
 
     class Apps:
         def read_namespaced_stateful_set_scale(self, *args: Any, **kwargs: Any) -> Any:
@@ -138,14 +145,24 @@ def test_stateful_set_uses_its_scale_subresource():
             calls.append("patch_namespaced_stateful_set_scale")
             return scale
 
+        def patch_namespaced_stateful_set(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append("patch_namespaced_stateful_set")
+            return patched
+
+    class Core:
+        def create_namespaced_event(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append("create_namespaced_event")
+
     # When it is scaled up.
     Actuator(
-        apps=Apps(), core=object(), autoscaling=object(), dry_run=False
+        apps=Apps(), core=Core(), autoscaling=object(), dry_run=False
     ).set_replicas(workload("StatefulSet"), 3)
-    # Then only the StatefulSet scale calls ran.
+    # Then only the StatefulSet calls ran, and the change was recorded.
     assert calls == [
         "read_namespaced_stateful_set_scale",
         "patch_namespaced_stateful_set_scale",
+        "patch_namespaced_stateful_set",
+        "create_namespaced_event",
     ]
 
 

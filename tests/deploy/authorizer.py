@@ -119,6 +119,20 @@ class Authorizer:
                 rules.extend(roles.get((namespace, ref["name"]), []))
         return rules
 
+    def grants(self, namespace: str) -> set[tuple[str, str, str]]:
+        """Expand the rules bound in `namespace` to (verb, group, resource) triples.
+
+        Rules limited by resourceNames count like the others here; `can`
+        checks the names.
+        """
+        granted: set[tuple[str, str, str]] = set()
+        for rule in self.bound_rules(namespace):
+            for group in rule.get("apiGroups") or []:
+                for resource in rule.get("resources") or []:
+                    for verb in rule.get("verbs") or []:
+                        granted.add((verb, group, resource))
+        return granted
+
     def can(self, request: Request) -> bool:
         rules = self.bound_rules(request.namespace)
         return any(rule_allows(rule, request) for rule in rules)

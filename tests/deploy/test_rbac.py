@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ from wva_web.integrations.kube import Actuator
 NS = "llm"
 ROLE_FILE = "rbac.yaml"
 INVENTORY_FILE = "rbac-gpu-inventory.yaml"
+ANNOTATIONS_FILE = "rbac-workload-annotations.yaml"
+DEMO_FLEET = Path(__file__).resolve().parents[2] / "data" / "demo_fleet.json"
+LWS = "leaderworkerset.x-k8s.io"
 # Cluster-scope requests the optional inventory ClusterRole exists for.
 INVENTORY_REQUESTS = {("list", "", "nodes"), ("list", "", "pods")}
 
@@ -41,19 +45,24 @@ def with_inventory() -> Authorizer:
     return Authorizer(load_documents(ROLE_FILE, INVENTORY_FILE))
 
 
+@pytest.fixture(scope="module")
+def with_annotations() -> Authorizer:
+    return Authorizer(load_documents(ROLE_FILE, ANNOTATIONS_FILE))
+
+
 # Least-privilege table.
 
 ALLOWED = [
     Request("get", "apps", "deployments", "scale", NS, "v"),
-    Request("update", "apps", "deployments", "scale", NS, "v"),
     Request("patch", "apps", "deployments", "scale", NS, "v"),
+    Request("get", "apps", "statefulsets", "scale", NS, "v"),
     Request("patch", "apps", "statefulsets", "scale", NS, "v"),
-    Request("get", "", "pods", "", NS, "p"),
-    Request("list", "", "pods", "", NS),
-    Request("watch", "", "pods", "", NS),
+    Request("get", LWS, "leaderworkersets", "scale", NS, "v"),
+    Request("patch", LWS, "leaderworkersets", "scale", NS, "v"),
     Request("get", "apps", "deployments", "", NS, "v"),
-    Request("list", "apps", "deployments", "", NS),
-    Request("watch", "apps", "deployments", "", NS),
+    Request("get", "apps", "statefulsets", "", NS, "v"),
+    Request("get", LWS, "leaderworkersets", "", NS, "v"),
+    Request("list", "", "pods", "", NS),
     Request("patch", "", "pods", "", NS, "p"),
     Request("create", "", "events", "", NS),
     Request("list", "autoscaling", "horizontalpodautoscalers", "", NS),
@@ -66,12 +75,24 @@ DENIED = [
     Request("update", "apps", "deployments", "", NS, "v"),
     Request("patch", "apps", "statefulsets", "", NS, "v"),
     Request("update", "apps", "statefulsets", "", NS, "v"),
+    Request("patch", LWS, "leaderworkersets", "", NS, "v"),
+    Request("update", LWS, "leaderworkersets", "", NS, "v"),
+    Request("update", "apps", "deployments", "scale", NS, "v"),
     Request("delete", "apps", "deployments", "", NS, "v"),
     Request("delete", "", "pods", "", NS, "p"),
+    Request("watch", "", "pods", "", NS),
     Request("patch", "", "pods", "", "default", "p"),
     Request("patch", "", "pods", "", "", "p"),
+    Request("create", "events.k8s.io", "events", "", NS),
     Request("update", "coordination.k8s.io", "leases", "", NS, "other-lease"),
     Request("create", "apps", "deployments", "", NS),
+]
+
+# Requests that only the optional annotations Role allows.
+ANNOTATION_WRITES = [
+    Request("patch", "apps", "deployments", "", NS, "v"),
+    Request("patch", "apps", "statefulsets", "", NS, "v"),
+    Request("patch", LWS, "leaderworkersets", "", NS, "v"),
 ]
 
 
@@ -89,6 +110,22 @@ def test_role_denies_workload_write(with_inventory, request_):
     assert not with_inventory.can(request_)
 
 
+@pytest.mark.parametrize("request_", ANNOTATION_WRITES, ids=request_id)
+def test_annotations_role_allows_workload_patch(with_annotations, request_):
+    assert with_annotations.can(request_)
+
+
+def test_annotations_role_patches_only(with_annotations, role_only):
+    # Given the main Role with and without the optional annotations Role.
+    extra = with_annotations.grants(NS) - role_only.grants(NS)
+    # Then the optional Role adds only `patch` on the three workload kinds.
+    assert extra == {
+        ("patch", "apps", "deployments"),
+        ("patch", "apps", "statefulsets"),
+        ("patch", LWS, "leaderworkersets"),
+    }
+
+
 @pytest.mark.parametrize("verb", VERBS)
 @pytest.mark.parametrize("namespace", [NS, "default", ""])
 def test_no_verb_on_secrets(with_inventory, verb, namespace):
@@ -99,11 +136,11 @@ def test_manifests_use_no_wildcard():
     # Given every rule of both manifests.
     rules = [
         rule
-        for doc in load_documents(ROLE_FILE, INVENTORY_FILE)
+        for doc in load_documents(ROLE_FILE, INVENTORY_FILE, ANNOTATIONS_FILE)
         for rule in doc.get("rules", [])
     ]
     # Then none grants "*" in groups, resources or verbs.
-    assert len(rules) == 9
+    assert len(rules) == 13
     for rule in rules:
         for key in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule[key], rule
@@ -157,10 +194,34 @@ def recording_client(kubeconfig: Path) -> RecordingApiClient:
     return RecordingApiClient(configuration)
 
 
+def fleet_with_ordered_kinds(path: Path) -> Path:
+    """Write the demo fleet plus a StatefulSet and a LeaderWorkerSet variant."""
+    fleet = json.loads(DEMO_FLEET.read_text())
+    common = {"accelerator": "L4", "replicas": 1, "min_replicas": 1}
+    fleet["variants"] += [
+        {"name": "llama-8b-l4-sts", "kind": "StatefulSet", "max_replicas": 2, **common},
+        {
+            "name": "llama-8b-l4-lws",
+            "kind": "LeaderWorkerSet",
+            "group_size": 2,
+            "gpus_per_replica": 2,
+            "max_replicas": 2,
+            **common,
+        },
+    ]
+    path.write_text(json.dumps(fleet))
+    return path
+
+
 @pytest.fixture
-def emulator(tmp_path, settings):
+def fleet(tmp_path) -> Path:
+    return fleet_with_ordered_kinds(tmp_path / "fleet.json")
+
+
+@pytest.fixture
+def emulator(tmp_path, settings, fleet):
     with Emulator(
-        "data/demo_fleet.json",
+        fleet,
         tmp_path / "emulator",
         port=0,
         clock="manual",
@@ -174,7 +235,7 @@ def emulator(tmp_path, settings):
 
 
 def exercise_console(emu: Emulator, api_client: RecordingApiClient) -> None:
-    """Run a control cycle, an election, a scale-up and a scale-down with a victim."""
+    """Run a cycle, an election, and a scale-up and scale-down of each kind."""
     actuator = Actuator(api_client)
     emu.advance(30.0)
     CycleService(actuator=actuator).run()
@@ -184,34 +245,59 @@ def exercise_console(emu: Emulator, api_client: RecordingApiClient) -> None:
     elector.acquire_or_renew()
     elector.acquire_or_renew()
     elector.observe()
-    variant = Variant.objects.get(name="llama-8b-l4")
-    actuator.read_hpa_status(variant)
-    actuator.read_grace_period(variant)
-    actuator.set_replicas(variant, 2)
-    emu.advance(60.0)
-    victim = emu.pod_names("llama-8b-l4")[0]
-    actuator.set_replicas(variant, 1, victim_pod=victim)
+    for name in ("llama-8b-l4", "llama-8b-l4-sts", "llama-8b-l4-lws"):
+        variant = Variant.objects.get(name=name)
+        actuator.read_hpa_status(variant)
+        actuator.read_grace_period(variant)
+        actuator.set_replicas(variant, 2)
+        emu.advance(60.0)
+        victim = emu.pod_names(name)[0]
+        actuator.set_replicas(variant, 1, victim_pod=victim)
+
+
+@pytest.fixture
+def console_requests(db, emulator, fleet) -> list[Request]:
+    """Every request the console sent while exercised against the emulator."""
+    call_command("load_demo", "--fleet", str(fleet), stdout=io.StringIO())
+    api_client = recording_client(emulator.kubeconfig_path)
+    exercise_console(emulator, api_client)
+    return [parse_request(method, url) for method, url in api_client.requests]
 
 
 @pytest.mark.emulator
-def test_every_console_request_is_allowed(db, emulator, role_only, with_inventory):
-    # Given the demo catalogue against the emulated cluster.
-    call_command("load_demo", stdout=io.StringIO())
-    api_client = recording_client(emulator.kubeconfig_path)
-    # When the console runs a cycle, an election and two scale changes.
-    exercise_console(emulator, api_client)
-    requests = [parse_request(method, url) for method, url in api_client.requests]
+def test_every_console_request_is_allowed(
+    console_requests, role_only, with_inventory, with_annotations
+):
+    # Given the requests of a cycle, an election and changes of every kind.
+    requests = console_requests
     seen = {(r.verb, r.group, r.resource_path) for r in requests}
     # Then it sent the writes this test is about.
     assert ("patch", "apps", "deployments/scale") in seen
+    assert ("patch", "apps", "statefulsets/scale") in seen
+    assert ("patch", LWS, "leaderworkersets/scale") in seen
     assert ("patch", "", "pods") in seen
+    assert ("create", "", "events") in seen
     assert ("update", "coordination.k8s.io", "leases") in seen
-    assert ("patch", "apps", "deployments") not in seen
-    # And the Role allows every namespaced request.
+    # And the main Role allows every namespaced request but the annotation
+    # patches of the workloads, which the optional Role allows.
     namespaced = [r for r in requests if r.namespace]
     denied = [r for r in namespaced if not role_only.can(r)]
-    assert denied == []
+    assert {(r.verb, r.resource) for r in denied} == {
+        ("patch", "deployments"),
+        ("patch", "statefulsets"),
+        ("patch", "leaderworkersets"),
+    }
+    assert all(not r.subresource for r in denied)
+    assert all(with_annotations.can(r) for r in namespaced)
     # And cluster-scope requests are only the optional inventory reads.
     cluster = {(r.verb, r.group, r.resource) for r in requests if not r.namespace}
     assert cluster <= INVENTORY_REQUESTS
     assert all(with_inventory.can(r) for r in requests if not r.namespace)
+
+
+@pytest.mark.emulator
+def test_roles_grant_only_requests_sent(console_requests, with_annotations):
+    # Given the namespaced requests the console sent.
+    sent = {(r.verb, r.group, r.resource_path) for r in console_requests if r.namespace}
+    # Then the Role and the optional annotations Role grant exactly those.
+    assert with_annotations.grants(NS) == sent

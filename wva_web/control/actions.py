@@ -102,6 +102,7 @@ class Actuator(Protocol):
         replicas: int,
         victim_pod: str = "",
         dry_run: bool = False,
+        note: Any = None,
     ) -> None: ...
 
 
@@ -682,8 +683,18 @@ def _apply_locked(action: ScaleAction, actuator: Actuator) -> ScaleAction:
 
     # An absolute count. The actuator marks the victim before lowering it.
     victim = action.victim_pod if target < live else ""
+    from wva_web.integrations.kube import ChangeNote
+
+    # The note names the action and its approver in the workload's Event.
+    note = ChangeNote(
+        action_id=action.pk,
+        approved_by=_actor_name(action.decided_by),
+        override=expected == ActionState.OVERRIDDEN,
+    )
     try:
-        actuator.set_replicas(variant, target, victim_pod=victim, dry_run=dry_run)
+        actuator.set_replicas(
+            variant, target, victim_pod=victim, dry_run=dry_run, note=note
+        )
     except permanent as exc:
         return _fail(
             action, expected, ACTUATOR_ERROR, f"setting {target} replicas failed: {exc}"

@@ -32,7 +32,7 @@ from django.db.models import Max
 
 from wva_web.control.cycle_view import VariantDecision, VariantView
 from wva_web.control.models import MetricSample
-from wva_web.integrations import metrics
+from wva_web.integrations import kube, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +212,34 @@ def add_condition(
     )
     add_reason(decision, code)
     logger.warning("variant %s: %s: %s", view.variant.name, code, message)
+
+
+def name_ordinal_victim(view: VariantView, decision: VariantDecision) -> None:
+    """Name the pod a StatefulSet or LeaderWorkerSet really removes on a reduction.
+
+    Those controllers remove the highest ordinal first and ignore
+    pod-deletion-cost, so the policy's choice of victim cannot hold. The
+    decision names the highest ordinal instead and keeps the policy's
+    choice in its analysis.
+    """
+    current = view.current
+    if view.variant.kind not in kube.ORDERED_KINDS or current is None:
+        return
+    if decision.target >= current:
+        return
+    victims = kube.ordinal_victims(view.pods, current - decision.target)
+    chosen = decision.victim_pod
+    decision.victim_pod = victims[0] if victims else ""
+    decision.analysis["victim_pods"] = victims
+    if chosen and chosen != decision.victim_pod:
+        decision.analysis["policy_victim"] = chosen
+        logger.info(
+            "variant %s: %s removes %s first, not %s, the policy's choice",
+            view.variant.name,
+            view.variant.kind,
+            decision.victim_pod or "no pod",
+            chosen,
+        )
 
 
 def flag_view(view: VariantView, decision: VariantDecision) -> list[dict[str, Any]]:

@@ -151,7 +151,7 @@ class Command(BaseCommand):
                     "max_replicas": spec["max_replicas"],
                     "mode": spec.get("mode", Variant.Mode.APPROVAL),
                     "namespace": fleet["namespace"],
-                    "kind": Variant.Kind.DEPLOYMENT,
+                    "kind": spec.get("kind", Variant.Kind.DEPLOYMENT),
                     "workload_name": spec["name"],
                 },
             )
