@@ -15,15 +15,21 @@ Speed: requests in their decode phase share one step counter, so their
 context lengths, finish steps and block needs are kept as offsets from it.
 Between events (an arrival, a finish, a block shortage, a timeout or the
 end of the advance) the batch does not change, and any number of decode
-iterations are advanced in O(block_size) time instead of one by one.
+iterations are advanced in O(1) time instead of one by one. A plan made
+once per batch (next finish, first block shortage, prefix sums of block
+needs) serves every advance until the batch changes, and the inter-token
+latencies of those iterations enter the histogram in one update when it
+does or when `counters` is read.
 
 Determinism: a replica draws no random numbers.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
 import heapq
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -48,6 +54,9 @@ E2E_BUCKETS_S = (
     0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
     50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
 )  # fmt: skip
+# Bounds in tokens of the per-request prompt and generation histograms: vLLM
+# uses the 1-2-5 series up to max_model_len, here up to the demo's 8192.
+REQUEST_TOKEN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 
 
 @dataclass(frozen=True)
@@ -152,18 +161,29 @@ class Request:
 
 
 class Histogram:
-    """Prometheus-style histogram with fixed bucket bounds in seconds."""
+    """Prometheus-style histogram with fixed bucket bounds (seconds or tokens).
+
+    Counts are kept per bucket and summed into cumulative counts on read, so
+    an observation costs one binary search instead of one update per bound.
+    """
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = np.asarray(bounds, dtype=float)
-        self.cumulative = np.zeros(len(bounds), dtype=np.int64)
+        self.bounds = tuple(float(bound) for bound in bounds)
+        # Slot i counts values in (bounds[i - 1], bounds[i]]; the last slot
+        # counts values above every bound.
+        self._slots = [0] * (len(bounds) + 1)
         self.count = 0
         self.sum = 0.0
+
+    @property
+    def cumulative(self) -> np.ndarray:
+        """Observations at or below each bound, as Prometheus reports them."""
+        return np.cumsum(np.asarray(self._slots[:-1], dtype=np.int64))
 
     def observe(self, value: float, times: int = 1) -> None:
         if times <= 0:
             return
-        self.cumulative[self.bounds >= value] += times
+        self._slots[bisect.bisect_left(self.bounds, value)] += times
         self.count += times
         self.sum += value * times
 
@@ -176,17 +196,24 @@ class Histogram:
         if slope <= 0.0:
             self.observe(first, steps * times)
             return
-        below = np.floor((self.bounds - first) / slope) + 1.0
-        self.cumulative += np.clip(below, 0, steps).astype(np.int64) * times
+        bounds = self.bounds
+        slots = self._slots
+        index = bisect.bisect_left(bounds, first)
+        below = 0  # values observed so far at or below bounds[index - 1]
+        while index < len(bounds) and below < steps:
+            at_or_below = min(steps, math.floor((bounds[index] - first) / slope) + 1)
+            slots[index] += (at_or_below - below) * times
+            below = at_or_below
+            index += 1
+        slots[-1] += (steps - below) * times
         self.count += steps * times
         self.sum += times * (steps * first + slope * steps * (steps - 1) / 2.0)
 
     def buckets(self) -> list[tuple[float, int]]:
         """Return (upper bound, cumulative count) pairs without +Inf."""
-        return [
-            (float(b), int(c))
-            for b, c in zip(self.bounds, self.cumulative, strict=True)
-        ]
+        return list(
+            zip(self.bounds, itertools.accumulate(self._slots[:-1]), strict=True)
+        )
 
 
 @dataclass
@@ -194,6 +221,8 @@ class ReplicaCounters:
     """Monotonic counters of one replica, as vLLM exports them."""
 
     preemptions: int = 0
+    # Engine iterations run, decode-only ones advanced in bulk included.
+    iterations: int = 0
     prompt_tokens: int = 0
     generation_tokens: int = 0
     success: int = 0
@@ -201,6 +230,12 @@ class ReplicaCounters:
     ttft: Histogram = field(default_factory=lambda: Histogram(TTFT_BUCKETS_S))
     itl: Histogram = field(default_factory=lambda: Histogram(ITL_BUCKETS_S))
     e2e: Histogram = field(default_factory=lambda: Histogram(E2E_BUCKETS_S))
+    request_prompt_tokens: Histogram = field(
+        default_factory=lambda: Histogram(REQUEST_TOKEN_BUCKETS)
+    )
+    request_generation_tokens: Histogram = field(
+        default_factory=lambda: Histogram(REQUEST_TOKEN_BUCKETS)
+    )
 
 
 class ReplicaEngine:
@@ -223,11 +258,30 @@ class ReplicaEngine:
         self.n_decode = 0
         self.sum_base = 0
         self.phase_counts = [0] * config.block_size
+        self._need_prefix: list[int] | None = None
         self.finish_heap: list[tuple[int, int, int, Request]] = []
         self.deadlines: list[tuple[float, int, Request]] = []
-        self.counters = ReplicaCounters()
+        self._counters = ReplicaCounters()
+        # Decode-only plan, valid until the batch or the KV cache changes
+        # other than by decode growth: the step counter at which the next
+        # request finishes, and the one at which the blocks run out (or -1).
+        self._finish_step = -1
+        self._stop_step = -1
+        self._plan_prefix: list[int] = []
+        self._plan_step0_ms = 0.0
+        self._plan_slope_ms = 0.0
+        # Decode-only iterations whose inter-token latencies are not yet in
+        # the histogram: their count and the first one's latency.
+        self._itl_steps = 0
+        self._itl_first_ms = 0.0
 
     # -- read side --------------------------------------------------------
+
+    @property
+    def counters(self) -> ReplicaCounters:
+        """Counters of the replica, up to date."""
+        self._flush_itl()
+        return self._counters
 
     @property
     def kv_usage(self) -> float:
@@ -246,6 +300,30 @@ class ReplicaEngine:
             + self.n_decode * self.step
             + sum(r.ctx for r in self.prefilling)
         )
+
+    def rank_steady_until(self) -> float:
+        """Return a time until which the router's key of this replica cannot fall.
+
+        The key is (waiting, KV usage, running). Advancing a decode-only
+        batch with nothing waiting only adds blocks, so the key can fall
+        first in the iteration that finishes a request or runs out of
+        blocks. The time returned is when that iteration starts, less a
+        microsecond against rounding. With requests waiting or in prefill
+        the key can fall at any iteration, so the time is `now`.
+        """
+        if not self.running and not self.n_waiting:
+            return math.inf
+        if self.n_waiting or self.prefilling:
+            return self.now
+        if self._stop_step < 0:
+            self._plan_decode()
+        steps = self._stop_step - self.step - 1
+        if steps <= 0:
+            return self.now
+        slope_ms = self._plan_slope_ms
+        first_ms = self._plan_step0_ms + slope_ms * self.step
+        elapsed_ms = steps * first_ms + slope_ms * steps * (steps - 1) / 2.0
+        return self.now + elapsed_ms / 1000.0 - 1e-6
 
     # -- requests in and out ----------------------------------------------
 
@@ -280,15 +358,16 @@ class ReplicaEngine:
         The last iteration may end after `t_end`: an iteration is atomic.
         """
         while True:
-            self._expire()
-            if not self.running and not self._peek_waiting():
+            if self.deadlines and self.deadlines[0][0] <= self.now:
+                self._expire()
+            if not self.running and not self.n_waiting:
                 self.now = max(self.now, t_end)
                 return
             if self.now >= t_end:
                 return
             if (
                 not self.prefilling
-                and not self._can_admit()
+                and not (self.n_waiting and self._can_admit())
                 and self._fast_forward(t_end)
             ):
                 continue
@@ -311,54 +390,111 @@ class ReplicaEngine:
             and self.blocks_for(head.target) <= self.free_blocks
         )
 
-    def _decode_blocks_needed(self, steps: int) -> int:
-        """Blocks the decoding requests need for the next `steps` iterations."""
-        size = self.config.block_size
-        needed = (steps // size) * self.n_decode
-        for j in range(steps % size):
-            needed += self.phase_counts[(-(self.step + j)) % size]
-        return needed
+    def _block_need_prefix(self) -> list[int]:
+        """Return prefix sums of the blocks needed per iteration, two cycles long.
+
+        A decoding request needs a new block in the iteration whose step
+        counter s makes its context `base + s` a multiple of the block size.
+        With `start = step % block_size`, `prefix[start + m] - prefix[start]`
+        is the blocks needed by the next m iterations, for m up to a cycle.
+        """
+        if self._need_prefix is None:
+            size = self.config.block_size
+            counts = self.phase_counts
+            needing = [counts[(-residue) % size] for residue in range(size)]
+            self._need_prefix = list(itertools.accumulate(needing * 2, initial=0))
+        return self._need_prefix
 
     def _steps_until_block_shortage(self) -> int:
         """Return how many decode iterations fit in the free blocks."""
         size = self.config.block_size
         cycles, spare = divmod(self.free_blocks, self.n_decode)
-        needed = 0
-        for j in range(size):
-            needed += self.phase_counts[(-(self.step + j)) % size]
-            if needed > spare:
-                return cycles * size + j
-        return cycles * size + size  # unreachable: a full cycle needs n_decode
+        prefix = self._block_need_prefix()
+        start = self.step % size
+        # A whole cycle needs n_decode > spare blocks, so the search finds an
+        # iteration in this cycle that runs short.
+        short = bisect.bisect_right(
+            prefix, prefix[start] + spare, start + 1, start + size + 1
+        )
+        return cycles * size + short - start - 1
 
     def _fast_forward(self, t_end: float) -> bool:
-        """Advance several decode-only iterations at once; False if not possible."""
+        """Advance decode-only iterations at once; False if none can run.
+
+        It runs the iterations that start before `t_end` (the last one may
+        end after it), up to the next finish, block shortage or timeout.
+        """
         n = self.n_decode
         if n == 0:
             return False
-        self._drop_stale_finishes()
-        steps_to_finish = self.finish_heap[0][0] - self.step
-        steps_to_shortage = self._steps_until_block_shortage()
+        if self._stop_step < 0:
+            self._plan_decode()
         stop = t_end
         if self.n_waiting:
             stop = min(stop, self._next_deadline())
-        first_ms = self.profile.step_ms(n, self.sum_base + n * self.step, 0)
-        slope_ms = self.profile.step_per_1k_ctx_ms * n / 1000.0
-        steps_in_time = _steps_within(first_ms, slope_ms, (stop - self.now) * 1000.0)
-        steps = min(steps_to_finish, steps_to_shortage, steps_in_time)
-        if steps < 2:
+        step = self.step
+        slope_ms = self._plan_slope_ms
+        first_ms = self._plan_step0_ms + slope_ms * step
+        steps = min(
+            self._stop_step - step,
+            _steps_started_before(first_ms, slope_ms, (stop - self.now) * 1000.0),
+        )
+        if steps < 1:
             return False
-        self.used_blocks += self._decode_blocks_needed(steps)
-        self.step += steps
+        prefix = self._plan_prefix
+        size = len(prefix) // 2
+        start = step % size
+        partial = prefix[start + steps % size] - prefix[start]
+        self.used_blocks += (steps // size) * n + partial
+        if self._itl_steps == 0:
+            self._itl_first_ms = first_ms
+        self._itl_steps += steps
+        self.step = step + steps
         elapsed_ms = steps * first_ms + slope_ms * steps * (steps - 1) / 2.0
         self.now += elapsed_ms / 1000.0
-        self.counters.itl.observe_linear(first_ms / 1000.0, slope_ms / 1000.0, steps, n)
-        self.counters.generation_tokens += steps * n
-        self._finish_due()
+        counters = self._counters
+        counters.generation_tokens += steps * n
+        counters.iterations += steps
+        if self.step >= self._finish_step:
+            self._finish_due()
         return True
+
+    def _plan_decode(self) -> None:
+        """Find the next stop of the decode-only batch and its step times."""
+        self._drop_stale_finishes()
+        self._finish_step = self.finish_heap[0][0]
+        shortage = self.step + self._steps_until_block_shortage()
+        self._stop_step = min(self._finish_step, shortage)
+        self._plan_prefix = self._block_need_prefix()
+        # Iteration time in ms at step counter s: step0 + slope * s.
+        profile = self.profile
+        n = self.n_decode
+        ctx_ms = profile.step_per_1k_ctx_ms / 1000.0
+        self._plan_slope_ms = ctx_ms * n
+        self._plan_step0_ms = (
+            profile.step_base_ms + profile.step_per_seq_ms * n + ctx_ms * self.sum_base
+        )
+
+    def _invalidate_plan(self) -> None:
+        """Record pending latencies and drop the plan before the batch changes."""
+        self._flush_itl()
+        self._stop_step = -1
+
+    def _flush_itl(self) -> None:
+        steps = self._itl_steps
+        if steps == 0:
+            return
+        slope_ms = self.profile.step_per_1k_ctx_ms * self.n_decode / 1000.0
+        self._counters.itl.observe_linear(
+            self._itl_first_ms / 1000.0, slope_ms / 1000.0, steps, self.n_decode
+        )
+        self._itl_steps = 0
 
     def _iterate(self) -> bool:
         """Run one engine iteration; False when nothing could be scheduled."""
-        needed = self._decode_blocks_needed(1) if self.n_decode else 0
+        self._invalidate_plan()
+        # Decoding requests whose context reaches a block boundary now.
+        needed = self.phase_counts[(-self.step) % self.config.block_size]
         while needed > self.free_blocks and self.running:
             victim = next(reversed(self.running.values()))
             if victim.state is RequestState.DECODE and self._needs_block(victim):
@@ -399,8 +535,9 @@ class ReplicaEngine:
         n_decoded = self.n_decode
         self.step += 1
         self.now += step_ms / 1000.0
-        self.counters.itl.observe(step_ms / 1000.0, n_decoded)
-        self.counters.generation_tokens += n_decoded
+        self._counters.itl.observe(step_ms / 1000.0, n_decoded)
+        self._counters.generation_tokens += n_decoded
+        self._counters.iterations += 1
         self._finish_due()
         if completed:
             done = set(id(r) for r in completed)
@@ -413,6 +550,7 @@ class ReplicaEngine:
         return (request.base + self.step) % self.config.block_size == 0
 
     def _admit(self, request: Request) -> None:
+        self._invalidate_plan()
         request.state = RequestState.PREFILL
         request.ctx = 0
         self.used_blocks += self.blocks_for(request.target)
@@ -421,12 +559,13 @@ class ReplicaEngine:
 
     def _complete_prefill(self, request: Request) -> None:
         """Sample the token that ends a prefill and move to the decode phase."""
+        self._invalidate_plan()
         if request.first_token_at is None:
             request.first_token_at = self.now
-            self.counters.ttft.observe(self.now - request.arrival)
-            self.counters.prompt_tokens += request.prompt
+            self._counters.ttft.observe(self.now - request.arrival)
+            self._counters.prompt_tokens += request.prompt
         request.generated += 1
-        self.counters.generation_tokens += 1
+        self._counters.generation_tokens += 1
         remaining = request.output - request.generated
         if remaining <= 0:
             self.used_blocks -= self.blocks_for(request.target)
@@ -440,18 +579,22 @@ class ReplicaEngine:
         self.n_decode += 1
         self.sum_base += request.base
         self.phase_counts[request.base % self.config.block_size] += 1
+        self._need_prefix = None
         entry = (request.finish_step, request.rid, request.epoch, request)
         heapq.heappush(self.finish_heap, entry)
 
     def _leave_decode(self, request: Request) -> None:
+        self._invalidate_plan()
         request.ctx = request.base + self.step
         request.generated = request.output - (request.finish_step - self.step)
         self.n_decode -= 1
         self.sum_base -= request.base
         self.phase_counts[request.base % self.config.block_size] -= 1
+        self._need_prefix = None
 
     def _release(self, request: Request) -> None:
         """Free the blocks and batch slot of a running request."""
+        self._invalidate_plan()
         if request.state is RequestState.DECODE:
             self._leave_decode(request)
             self.used_blocks -= self.blocks_for(request.ctx)
@@ -468,7 +611,7 @@ class ReplicaEngine:
         request.state = RequestState.WAITING
         self.waiting.appendleft(request)
         self.n_waiting += 1
-        self.counters.preemptions += 1
+        self._counters.preemptions += 1
 
     def _drop_stale_finishes(self) -> None:
         heap = self.finish_heap
@@ -493,8 +636,10 @@ class ReplicaEngine:
     def _record_success(self, request: Request) -> None:
         request.state = RequestState.DONE
         request.finished_at = self.now
-        self.counters.success += 1
-        self.counters.e2e.observe(self.now - request.arrival)
+        self._counters.success += 1
+        self._counters.e2e.observe(self.now - request.arrival)
+        self._counters.request_prompt_tokens.observe(request.prompt)
+        self._counters.request_generation_tokens.observe(request.output)
 
     def _next_deadline(self) -> float:
         heap = self.deadlines
@@ -514,7 +659,7 @@ class ReplicaEngine:
             else:
                 self._release(request)
             request.state = RequestState.TIMED_OUT
-            self.counters.timed_out += 1
+            self._counters.timed_out += 1
 
 
 def _may_time_out(request: Request) -> bool:
@@ -524,15 +669,23 @@ def _may_time_out(request: Request) -> bool:
     )
 
 
-def _steps_within(first_ms: float, slope_ms: float, budget_ms: float) -> int:
-    """Return the largest k with k * first + slope * k (k - 1) / 2 <= budget."""
-    if budget_ms < first_ms:
+def _steps_started_before(first_ms: float, slope_ms: float, budget_ms: float) -> int:
+    """Return how many iterations start before `budget_ms`.
+
+    Iteration j starts at `j * first + slope * j (j - 1) / 2` ms, so the
+    result is the smallest k whose start is at or after the budget.
+    """
+    if budget_ms <= 0.0:
         return 0
     if slope_ms <= 0.0:
-        return int(budget_ms // first_ms)
+        return math.ceil(budget_ms / first_ms)
     a = slope_ms / 2.0
     b = first_ms - a
-    k = int((-b + math.sqrt(b * b + 4.0 * a * budget_ms)) / (2.0 * a))
-    while k > 0 and k * first_ms + slope_ms * k * (k - 1) / 2.0 > budget_ms:
+    k = math.ceil((-b + math.sqrt(b * b + 4.0 * a * budget_ms)) / (2.0 * a))
+    while k * first_ms + slope_ms * k * (k - 1) / 2.0 < budget_ms:
+        k += 1
+    while (
+        k > 1 and (k - 1) * first_ms + slope_ms * (k - 1) * (k - 2) / 2.0 >= budget_ms
+    ):
         k -= 1
     return k
