@@ -85,6 +85,16 @@ class ReplicaCollector(Collector):
                 "End-to-end latency in seconds.",
                 counters.e2e,
             ),
+            (
+                "vllm:request_prompt_tokens",
+                "Prompt tokens per finished request.",
+                counters.request_prompt_tokens,
+            ),
+            (
+                "vllm:request_generation_tokens",
+                "Generated tokens per finished request.",
+                counters.request_generation_tokens,
+            ),
         )
         for name, documentation, histogram in histograms:
             yield _histogram_family(name, documentation, labels, values, histogram)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -208,6 +209,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"invalid input: {err}", file=sys.stderr)
         return EXIT_INVALID_INPUT
     output = decide(state)
-    json.dump(output, sys.stdout, indent=2, allow_nan=False)
-    sys.stdout.write("\n")
+    try:
+        json.dump(output, sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (e.g. `head`) closed the pipe early. Point stdout at
+        # /dev/null so that the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     return 0

@@ -16,6 +16,7 @@ victims.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -61,6 +62,18 @@ from optimizer.wva_signals import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Growth of a model whose every replica is saturated, when its measured
+# demand does not call for more: capacity sized to this multiple of its
+# ready capacity. Like the default scale-up policy of the Kubernetes HPA
+# (100% per 15 s period, `optimizer.hpa.HpaBehavior`), it doubles the
+# fleet each time new replicas become ready, until a replica is no longer
+# saturated.
+SATURATED_GROWTH = 2.0
+
+# Inside the dead band a variant keeps its replicas unless its price per
+# request/s of capacity is over this multiple of the best live variant's.
+POOR_VALUE_RATIO = 5.0
 
 
 @dataclass(frozen=True)
@@ -376,14 +389,85 @@ def _prepare_slo(
             )
         )
     required = max(0.0, sizing.arrival_rate / settings.scale_up_headroom - fixed)
+    if rules.saturated and rules.non_saturated_count == 0:
+        # Requests rejected at the router never reach a replica's counters,
+        # so the measured demand of a model whose every replica is saturated
+        # is only a lower bound.
+        ready = math.fsum(
+            capacities.get(p.variant.name, 0.0) * len(p.signals.ready) for p in plans
+        )
+        at_capacity = sizing.arrival_rate >= ready * settings.scale_up_headroom
+        if at_capacity and ready * SATURATED_GROWTH > required:
+            required = ready * SATURATED_GROWTH
+            for plan in plans:
+                plan.add("scale_up:saturated_growth")
+    else:
+        members = _hold_in_dead_band(
+            members, plans, capacities, sizing, fixed, settings
+        )
     slo = _SloModel(model, sizing, plans, rules, capacities, required, fixed)
     return slo, members
+
+
+def _hold_in_dead_band(
+    members: list[AllocationVariant],
+    plans: Sequence[_Plan],
+    capacities: Mapping[str, float],
+    sizing: _Sizing,
+    fixed: float,
+    settings: WvaSettings,
+) -> list[AllocationVariant]:
+    """Hold the live replicas while capacity is in the dead band.
+
+    The dead band is live capacity between the demand at
+    `scale_up_headroom` and at `scale_down_headroom`. Inside it no variant
+    grows, so a small move of demand neither adds replicas nor swaps them
+    to another variant. Every variant keeps its live replicas too, except
+    one whose price per request/s is over POOR_VALUE_RATIO times that of
+    the best live variant: the allocation may remove those, so replicas
+    added in a burst do not stay for good. Below the band the allocation
+    scales up, and above it the allocation may reduce.
+    """
+    live = {
+        p.variant.name: p.variant.current_replicas - len(p.signals.stuck) for p in plans
+    }
+    supply = math.fsum(capacities[m.name] * live[m.name] for m in members)
+    low = sizing.arrival_rate / settings.scale_up_headroom - fixed
+    high = sizing.arrival_rate / settings.scale_down_headroom - fixed
+    if not low <= supply <= high:
+        return members
+    unit_costs = {
+        m.name: m.usd_per_replica_hour / m.capacity_per_replica
+        for m in members
+        if m.capacity_per_replica > 0
+    }
+    best = min(
+        (cost for name, cost in unit_costs.items() if live[name] > 0),
+        default=math.inf,
+    )
+    held: list[AllocationVariant] = []
+    for plan in plans:
+        member = next((m for m in members if m.name == plan.variant.name), None)
+        if member is None:
+            continue
+        plan.add("dead_band")
+        ceiling = max(member.min_replicas, min(member.max_replicas, live[member.name]))
+        floor = member.min_replicas
+        if unit_costs.get(member.name, math.inf) <= POOR_VALUE_RATIO * best:
+            floor = max(floor, live[member.name])
+        held.append(
+            dataclasses.replace(
+                member, min_replicas=floor, max_replicas=max(floor, ceiling)
+            )
+        )
+    return held
 
 
 def _explain_slo(
     slo: _SloModel, result: AllocationResult, free: Mapping[str, int | None]
 ) -> None:
     unserved = result.unserved.get(slo.model, 0.0)
+    targets = _make_before_break(slo, result.replicas) if result.success else {}
     for plan in slo.plans:
         variant = plan.variant
         plan.add("sized_by_slo")
@@ -395,7 +479,7 @@ def _explain_slo(
         if not result.success:
             plan.add("allocation_failed", "no_change")
             continue
-        plan.target = result.replicas[variant.name]
+        plan.target = targets[variant.name]
         if plan.target > current:
             plan.add("scale_up:slo")
             if free.get(variant.accelerator.name, None) is None:
@@ -413,6 +497,48 @@ def _explain_slo(
         if unserved > 0 and capacity > 0:
             _explain_shortfall(plan, unserved, capacity, free)
     _explain_skipped(slo, free)
+
+
+def _make_before_break(slo: _SloModel, replicas: Mapping[str, int]) -> dict[str, int]:
+    """Keep the ready replicas a reduction would remove while others start.
+
+    A reduction in the same decision as an increase, or while a replica of
+    the model is starting, goes ahead only when the replicas that stay
+    ready cover the demand at `scale_up_headroom`. Otherwise every reduced
+    variant keeps its live replicas, so a swap between variants never drops
+    capacity for a start-up delay: the old replicas leave in a later
+    decision, once the new ones are ready.
+    """
+    targets = {
+        p.variant.name: replicas[p.variant.name]
+        for p in slo.plans
+        if p.variant.name in slo.capacities
+    }
+    live = {
+        p.variant.name: p.variant.current_replicas - len(p.signals.stuck)
+        for p in slo.plans
+    }
+    reduced = [name for name, target in targets.items() if target < live[name]]
+    starting = any(targets[name] > live[name] for name in targets) or any(
+        p.signals.on_the_way > 0 for p in slo.plans
+    )
+    if not reduced or not starting:
+        return targets
+    ready_after = math.fsum(
+        slo.capacities[p.variant.name]
+        * min(len(p.signals.ready), targets[p.variant.name])
+        for p in slo.plans
+        if p.variant.name in targets
+    )
+    if ready_after >= slo.required:
+        return targets
+    for plan in slo.plans:
+        name = plan.variant.name
+        if name in reduced:
+            targets[name] = live[name]
+            plan.add("make_before_break")
+            plan.bind("transition")
+    return targets
 
 
 def _explain_shortfall(
@@ -481,7 +607,10 @@ def _token_totals(
         variant = plan.variant
         profile = variant.profile
         k2 = compute_bound_tokens(
-            shape, profile.max_num_seqs, profile.max_num_batched_tokens
+            shape,
+            profile.max_num_seqs,
+            profile.max_num_batched_tokens,
+            learned_tokens=profile.learned_compute_tokens,
         )
         capacities = []
         for view in plan.signals.ready:
@@ -587,14 +716,71 @@ def _unit_price(plan: _Plan, settings: WvaSettings) -> float:
     )
 
 
+def _class_capacity(plan: _Plan, state: ClusterState) -> float | None:
+    """Return the capacity of one replica within its class's ITL and TTFT.
+
+    With token lengths it is requests/s (`replica_capacity_rps`). Without
+    them it is the decode throughput in tokens/s of the largest batch whose
+    step meets the class's ITL, 0.0 when a batch of one already misses it.
+    A model has token lengths for all its variants or for none, so the two
+    units are never compared. None without a latency profile or a known
+    service class.
+    """
+    variant = plan.variant
+    latency = variant.profile.latency
+    service_class = state.service_classes.get(variant.service_class or "")
+    if latency is None or service_class is None:
+        return None
+    profile = LatencyProfile(*latency, max_batch=_max_batch(variant, state.wva))
+    shape = _token_shape(state, variant.model)
+    if shape is None:
+        return _decode_tokens_per_s(profile, service_class.itl_ms)
+    return replica_capacity_rps(
+        profile,
+        shape.input_tokens,
+        shape.output_tokens,
+        service_class.ttft_ms,
+        service_class.itl_ms,
+    )
+
+
+def _decode_tokens_per_s(profile: LatencyProfile, itl_ms: float) -> float:
+    if profile.beta > 0:
+        batch = min(
+            profile.max_batch, math.floor((itl_ms - profile.alpha) / profile.beta)
+        )
+    else:
+        batch = profile.max_batch if profile.alpha <= itl_ms else 0
+    if batch < 1:
+        return 0.0
+    step_ms = profile.decode_step_ms(batch)
+    return 1000.0 * batch / step_ms if step_ms > 0 else math.inf
+
+
+def _growth_rank(plan: _Plan, state: ClusterState) -> tuple[int, float, str]:
+    """Order variants for a saturation scale-up, lowest first.
+
+    Variants whose latency model meets the class's targets come first,
+    ordered by price per unit of `_class_capacity`. Variants of unknown
+    capacity follow, by price per replica-hour, and variants that cannot
+    meet the targets come last.
+    """
+    price = _unit_price(plan, state.wva)
+    capacity = _class_capacity(plan, state)
+    if capacity is None:
+        return 1, price, plan.variant.name
+    if capacity <= 0:
+        return 2, price, plan.variant.name
+    return 0, price / capacity, plan.variant.name
+
+
 def _fallback_up(
     state: ClusterState,
     plans: list[_Plan],
     rules: _ModelRules,
     free: dict[str, int | None],
 ) -> None:
-    """Grow the cheapest variant with nothing on its way, room and a free GPU."""
-    settings = state.wva
+    """Grow the variant of lowest `_growth_rank` with nothing on its way and room."""
     config = rules.config
     # NOTE: a replica on its way excludes only its own variant, so another
     # variant, even one at 0 replicas, can grow while that replica starts.
@@ -617,7 +803,8 @@ def _fallback_up(
         _fallback_blocked(plans, candidates, with_room, skipped, rules, state)
         return
 
-    chosen = min(usable, key=lambda p: (_unit_price(p, settings), p.variant.name))
+    chosen = min(usable, key=lambda p: _growth_rank(p, state))
+    chosen.inputs["growth_rank"] = list(_growth_rank(chosen, state))
     extra, size_reasons = _extra_replicas(state, plans, chosen, config)
     variant = chosen.variant
     room = variant.max_replicas - variant.current_replicas

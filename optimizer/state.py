@@ -103,12 +103,16 @@ class Profile:
     """Performance profile of a variant: step times in ms and engine limits.
 
     `latency` is `(alpha, beta, gamma, delta)` or `None` when not fitted.
+    `learned_compute_tokens` is the compute bound k2 learned from the
+    replicas (tokens in use when a queue first reached its threshold); it
+    wins over the bound derived from the engine limits.
     """
 
     latency: tuple[float, float, float, float] | None = None
     kv_tokens: float | None = None
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
+    learned_compute_tokens: float | None = None
 
 
 @dataclass(frozen=True)
@@ -543,11 +547,13 @@ def _profile(value: Any, path: str) -> Profile:
         a, b, c, d = (_non_negative(obj, key, path) for key in LATENCY_FIELDS)
         latency = (a, b, c, d)
     kv_tokens = _optional_sample(obj, "kv_tokens", path)
+    learned = _optional_sample(obj, "learned_compute_tokens", path)
     return Profile(
         latency=latency,
         kv_tokens=kv_tokens if kv_tokens else None,
         max_num_seqs=_positive_or_none(obj, "max_num_seqs", path),
         max_num_batched_tokens=_positive_or_none(obj, "max_num_batched_tokens", path),
+        learned_compute_tokens=learned if learned else None,
     )
 
 
@@ -758,7 +764,8 @@ def parse_state(document: Any, policy_override: str | None = None) -> ClusterSta
             "(state)", f"must be a JSON object, got {type(document).__name__}"
         )
     root: Mapping[str, Any] = document
-    policy = policy_override or _string(root, "policy", "", "wva-v1")
+    # The default is the console's default policy.
+    policy = policy_override or _string(root, "policy", "", "wva")
     if policy not in POLICIES:
         raise InputError(
             "policy", f"unsupported policy {policy!r}, use one of {', '.join(POLICIES)}"

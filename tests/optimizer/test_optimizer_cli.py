@@ -289,3 +289,32 @@ def test_invalid_wva_field_rejected(path: list[Any], value: Any, message: str) -
     result = decide_json(state)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_state_without_policy_runs_wva() -> None:
+    state = minimal_state()
+    del state["policy"]
+    result = decide_json(state)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["policy"] == "wva"
+
+
+def test_closed_pipe_exits_quietly() -> None:
+    # `decide ... | head -c 0`: the reader closes the pipe before any output.
+    state = json.dumps(minimal_state())
+    with subprocess.Popen(
+        [sys.executable, "-m", "optimizer", "decide", "--input", "-"],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdin is not None and process.stdout is not None
+        process.stdout.close()
+        process.stdin.write(state)
+        process.stdin.close()
+        stderr = process.stderr.read() if process.stderr else ""
+        code = process.wait(timeout=60)
+    assert "Traceback" not in stderr
+    assert code == 0

@@ -6,6 +6,11 @@ its decisions become the same VariantDecision objects that the `wva-v1`
 path produces, so storing, proposals, modes, conditions and the HPA
 counterfactual run unchanged.
 
+The cycle adds what the live views cannot show: the model's demand and
+its forecast (`cycle_demand`), the applied scale actions of the
+stabilisation window as `scale_events`, and each variant's learned compute
+bound.
+
 The state leaves out what the cycle handles itself: the HPA counterfactual
 (no `hpa` object), Pending timeouts (no `pending_s`, `cycle_safety` and
 `cycle_placement` move those replicas) and crash-looping or silent
@@ -15,21 +20,82 @@ replicas, which are left out like in `wva-v1`.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 
 from optimizer.policy_wva import WvaDecision, WvaResult, decide_wva
-from optimizer.state import parse_state
+from optimizer.state import WvaSettings, parse_state
 from wva_web.catalog.models import InferenceModel, Policy, Variant
+from wva_web.control import cycle_demand
 from wva_web.control.cycle_placement import FreeGpus
 from wva_web.control.cycle_view import VariantDecision, VariantView
+from wva_web.control.models import ActionState, ScaleAction, VariantState
 from wva_web.integrations import kube, metrics
 
 logger = logging.getLogger(__name__)
 
 REPLICA_FIELDS = ("kv_cache_usage", "num_requests_waiting", "num_requests_running")
+
+
+@dataclass
+class ModelHistory:
+    """Demand, scale events and learned bounds of one model, beyond its views.
+
+    `scale_events` contains the applied changes of the stabilisation
+    window, `learned_compute_tokens` each variant's learned k2, both by
+    variant id.
+    """
+
+    demand: cycle_demand.ModelDemand
+    scale_events: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    learned_compute_tokens: dict[int, float] = field(default_factory=dict)
+
+
+def scale_events(
+    views: list[VariantView], now: datetime, window_s: float
+) -> dict[int, list[dict[str, Any]]]:
+    """Return the applied scale actions of the last `window_s` seconds by variant."""
+    since = now - timedelta(seconds=window_s)
+    actions = ScaleAction.objects.filter(
+        variant_id__in=[view.variant.pk for view in views],
+        state=ActionState.APPLIED,
+        applied_at__gte=since,
+        applied_at__lte=now,
+    ).order_by("applied_at", "pk")
+    events: dict[int, list[dict[str, Any]]] = {}
+    for action in actions:
+        if action.applied_at is None:
+            continue
+        events.setdefault(action.variant_id, []).append(
+            {
+                "at_s": action.applied_at.timestamp(),
+                "from": action.from_replicas,
+                "to": action.effective_replicas,
+            }
+        )
+    return events
+
+
+def learned_compute_tokens(views: list[VariantView]) -> dict[int, float]:
+    rows = VariantState.objects.filter(
+        variant_id__in=[view.variant.pk for view in views],
+        learned_compute_tokens__isnull=False,
+    ).values_list("variant_id", "learned_compute_tokens")
+    return {variant_id: float(tokens) for variant_id, tokens in rows}
+
+
+def model_history(
+    model: InferenceModel, views: list[VariantView], now: datetime
+) -> ModelHistory:
+    """Read the model's demand, recent scale events and learned compute bounds."""
+    return ModelHistory(
+        demand=cycle_demand.model_demand(model, views, now),
+        scale_events=scale_events(views, now, WvaSettings().stabilization_s),
+        learned_compute_tokens=learned_compute_tokens(views),
+    )
 
 
 def model_policy(model: InferenceModel) -> str:
@@ -86,12 +152,24 @@ def variant_json(
     desired: int | None,
     excluded: frozenset[str],
     now: datetime,
+    history: ModelHistory | None = None,
 ) -> dict[str, Any]:
     """Build one `variants[]` entry; pods that are not capacity are left out."""
     variant = view.variant
     current = int(view.current or 0)
     # The effective max: a variant that may not grow enters with max = current.
     maximum = view.max_replicas
+    profile = profile_json(variant)
+    events: list[dict[str, Any]] = []
+    completion_rate = None
+    if history is not None:
+        events = history.scale_events.get(variant.pk, [])
+        learned = history.learned_compute_tokens.get(variant.pk)
+        if learned is not None:
+            profile["learned_compute_tokens"] = learned
+        if history.demand.known:
+            rates = history.demand.variant_completion_rates
+            completion_rate = rates.get(variant.name, 0.0)
     return {
         "name": variant.name,
         "model": variant.model.name,
@@ -106,9 +184,9 @@ def variant_json(
         "pending_replicas": sum(1 for pod in view.live_pods if pod.pending)
         + max(0, current - len(view.live_pods)),
         "desired_replicas": desired,
-        "profile": profile_json(variant),
-        # NOTE: no scale_events yet, so the stabilisation window after an
-        # increase does not hold reductions in the cycle.
+        "profile": profile,
+        "completion_rate": completion_rate,
+        "scale_events": events,
         "replicas": [
             replica_json(view, pod, now)
             for pod in view.pods
@@ -124,21 +202,25 @@ def state_json(
     free: FreeGpus,
     now: datetime,
     extra_excluded: frozenset[str] = frozenset(),
+    history: ModelHistory | None = None,
 ) -> dict[str, Any]:
     """Build the optimizer state of one model.
 
     `gpus_available` is the cycle's free GPUs of each type, None when unknown.
-    No `demand` is sent: the cycle reads token counters but no request
-    counts, so arrival rate and token lengths are unknown and `wva` uses
-    its saturation rules.
+    `demand` is sent only when `history` carries a known demand; without
+    it `wva` uses its saturation rules.
     """
     accelerators = {
         view.variant.accelerator.pk: view.variant.accelerator for view in views
     }
     service_class = model.service_class
+    demand: dict[str, Any] = {}
+    if history is not None and history.demand.known:
+        demand[model.name] = history.demand.state_json()
     return {
         "policy": Policy.WVA.value,
         "now_s": now.timestamp(),
+        "demand": demand,
         "models": [
             {
                 "name": model.name,
@@ -175,6 +257,7 @@ def state_json(
                 desired.get(view.variant.pk),
                 frozenset(view.not_capacity) | extra_excluded,
                 now,
+                history,
             )
             for view in views
         ],
@@ -202,6 +285,9 @@ def model_summary(model: InferenceModel, result: WvaResult) -> dict[str, Any]:
 
 
 def variant_decision(decision: WvaDecision, summary: dict[str, Any]) -> VariantDecision:
+    inputs = dict(decision.inputs)
+    if "demand" in summary:
+        inputs["demand"] = summary["demand"]
     return VariantDecision(
         target=int(decision.target_replicas),
         reasons=list(decision.reasons),
@@ -212,10 +298,35 @@ def variant_decision(decision: WvaDecision, summary: dict[str, Any]) -> VariantD
             "policy": Policy.WVA.value,
             "solver": summary["solver"],
             "model": summary,
-            "inputs": dict(decision.inputs),
+            "inputs": inputs,
             "victim_pods": list(decision.victim_pods),
         },
     )
+
+
+def hold_reductions_on_missing_data(
+    views: list[VariantView], decided: dict[int, VariantDecision]
+) -> None:
+    """Keep every variant of the model from shrinking while a replica has no sample.
+
+    The policy holds only the variant with the missing sample, but that
+    replica's load is unknown, so removing capacity elsewhere in the model
+    is not safe either. The model's demand is then unknown as well.
+    """
+    missing = [name for view in views for name in view.invalid_pods()]
+    if not missing:
+        return
+    reason = "missing_metrics:" + ",".join(missing)
+    for view in views:
+        decision = decided[view.variant.pk]
+        if view.current is None or decision.target >= view.current:
+            continue
+        decision.target = view.current
+        decision.victim_pod = ""
+        decision.bound_by = "missing_data"
+        if reason not in decision.reasons:
+            decision.reasons.append(reason)
+        decision.message = f"no reduction while {', '.join(missing)} reports no metrics"
 
 
 def analyse_model_wva(
@@ -229,17 +340,23 @@ def analyse_model_wva(
     """Run `wva` over all variants of one model whose workloads were all read.
 
     Pods in `extra_excluded` are left out like pods that are not capacity.
-    Raises `optimizer.state.InputError` when the catalogue yields an invalid
-    state. The cycle then keeps that model's counts, with the error as reason.
+    The model's demand, recent scale events and learned compute bounds are
+    read first (`model_history`). While a ready replica has no valid sample,
+    no variant of the model is reduced. Raises `optimizer.state.InputError`
+    when the catalogue yields an invalid state. The cycle then keeps that
+    model's counts, with the error as reason.
     """
-    document = state_json(model, views, desired, free, now, extra_excluded)
+    history = model_history(model, views, now)
+    document = state_json(model, views, desired, free, now, extra_excluded, history)
     result = decide_wva(parse_state(document))
     summary = model_summary(model, result)
+    summary["demand"] = history.demand.as_json()
     by_name = {decision.variant: decision for decision in result.decisions}
     decided = {
         view.variant.pk: variant_decision(by_name[view.variant.name], summary)
         for view in views
     }
+    hold_reductions_on_missing_data(views, decided)
     logger.debug(
         "model %s: wva decided %d variants (solver %s)",
         model.name,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from wva_web.catalog.models import Accelerator, Variant
+from wva_web.catalog.models import Accelerator, InferenceModel, Variant
 
 
 class CycleStatus(models.TextChoices):
@@ -75,6 +75,13 @@ class MetricSample(models.Model):
     num_requests_running = models.FloatField(null=True, blank=True)
     prompt_tokens_total = models.FloatField(null=True, blank=True)
     generation_tokens_total = models.FloatField(null=True, blank=True)
+    # Finished requests, and sum and count of the per-request prompt and
+    # generation token histograms. They count from the engine's start.
+    request_success_total = models.FloatField(null=True, blank=True)
+    request_prompt_tokens_sum = models.FloatField(null=True, blank=True)
+    request_prompt_tokens_count = models.FloatField(null=True, blank=True)
+    request_generation_tokens_sum = models.FloatField(null=True, blank=True)
+    request_generation_tokens_count = models.FloatField(null=True, blank=True)
     status = models.CharField(
         max_length=24, choices=SampleStatus.choices, default=SampleStatus.OK
     )
@@ -86,6 +93,53 @@ class MetricSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pod} at {self.sampled_at:%H:%M:%S} ({self.status})"
+
+
+class DemandSample(models.Model):
+    """One model's request demand as one cycle measured it, with the forecast.
+
+    Rates are requests/s over the interval since the pods' previous samples.
+    With `known` false the demand could not be measured and `reason` gives
+    the cause. Every rate is then null and the cycle sent no demand.
+    """
+
+    cycle = models.ForeignKey(
+        ControlCycle, on_delete=models.CASCADE, related_name="demand_samples"
+    )
+    model = models.ForeignKey(
+        InferenceModel, on_delete=models.CASCADE, related_name="demand_samples"
+    )
+    at = models.DateTimeField(db_index=True)
+    known = models.BooleanField(default=False)
+    reason = models.CharField(max_length=255, blank=True)
+    interval_s = models.FloatField(null=True, blank=True)
+    completion_rate = models.FloatField(null=True, blank=True)
+    # Completion rate plus the growth of waiting and running requests.
+    arrival_rate = models.FloatField(null=True, blank=True)
+    avg_input_tokens = models.FloatField(null=True, blank=True)
+    avg_output_tokens = models.FloatField(null=True, blank=True)
+    # True when no request finished in the interval.
+    idle = models.BooleanField(default=False)
+    # Arrival rate projected one start-up delay ahead, its trend in
+    # requests/s per second, and the rate sent to the policy:
+    # max(arrival_rate, forecast_rate).
+    forecast_rate = models.FloatField(null=True, blank=True)
+    trend_per_s = models.FloatField(null=True, blank=True)
+    sent_arrival_rate = models.FloatField(null=True, blank=True)
+    # Pods whose counters went back (a restart), left out of the rates.
+    reset_pods = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["model", "-at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["cycle", "model"], name="one_demand_sample_per_cycle"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"demand of {self.model} at {self.at:%H:%M:%S}"
 
 
 class AcceleratorSample(models.Model):
@@ -303,6 +357,12 @@ class VariantState(models.Model):
     # Consecutive cycles with a missing KV-cache sample on some replica.
     missing_kv_cycles = models.PositiveIntegerField(default=0)
     degraded = models.BooleanField(default=False)
+    # Compute bound k2 learned from the replicas: the tokens in use (KV usage
+    # times the KV pool) when a replica's waiting queue first reached the
+    # model's queue threshold, averaged over `learned_compute_count`
+    # observations (see `cycle_demand.learn_compute_bound`).
+    learned_compute_tokens = models.FloatField(null=True, blank=True)
+    learned_compute_count = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"state of {self.variant}"

@@ -32,6 +32,12 @@ WAITING = "vllm:num_requests_waiting"
 RUNNING = "vllm:num_requests_running"
 PROMPT_TOKENS = "vllm:prompt_tokens_total"
 GENERATION_TOKENS = "vllm:generation_tokens_total"
+# Finished requests, summed over the `finished_reason` label.
+REQUEST_SUCCESS = "vllm:request_success_total"
+# Sum and count series of the per-request token histograms, which vLLM
+# observes once per finished request.
+REQUEST_PROMPT_TOKENS = "vllm:request_prompt_tokens"
+REQUEST_GENERATION_TOKENS = "vllm:request_generation_tokens"
 
 # Sample statuses, the same strings as control.models.SampleStatus.
 OK = "ok"
@@ -44,12 +50,21 @@ KV_METRIC_NOT_FOUND = "kv_metric_not_found"
 
 # Larger expositions are cut off: a vLLM pod exports well under 1 MiB.
 MAX_BODY_BYTES = 8 * 1024 * 1024
+# Counters from which the cycle derives request rates and token lengths.
+REQUEST_COUNTER_FIELDS = (
+    "request_success_total",
+    "request_prompt_tokens_sum",
+    "request_prompt_tokens_count",
+    "request_generation_tokens_sum",
+    "request_generation_tokens_count",
+)
 FIELDS = (
     "kv_cache_usage",
     "num_requests_waiting",
     "num_requests_running",
     "prompt_tokens_total",
     "generation_tokens_total",
+    *REQUEST_COUNTER_FIELDS,
 )
 # Fields without which a replica counts as not reporting.
 REQUIRED_FIELDS = ("kv_cache_usage", "num_requests_waiting")
@@ -68,6 +83,8 @@ class ScrapeTarget:
     port: int
     path: str = "/metrics"
     ready: bool = True
+    # The pod's namespace; a Prometheus source matches series on it.
+    namespace: str = ""
 
     @property
     def failure_level(self) -> int:
@@ -99,6 +116,11 @@ class PodMetrics:
     num_requests_running: float | None = None
     prompt_tokens_total: float | None = None
     generation_tokens_total: float | None = None
+    request_success_total: float | None = None
+    request_prompt_tokens_sum: float | None = None
+    request_prompt_tokens_count: float | None = None
+    request_generation_tokens_sum: float | None = None
+    request_generation_tokens_count: float | None = None
     field_status: dict[str, str] = field(default_factory=dict)
     kv_metric_name: str = ""
     error_kind: str = ""
@@ -244,6 +266,11 @@ def parse_exposition(
         "num_requests_running": RUNNING,
         "prompt_tokens_total": PROMPT_TOKENS,
         "generation_tokens_total": GENERATION_TOKENS,
+        "request_success_total": REQUEST_SUCCESS,
+        "request_prompt_tokens_sum": REQUEST_PROMPT_TOKENS + "_sum",
+        "request_prompt_tokens_count": REQUEST_PROMPT_TOKENS + "_count",
+        "request_generation_tokens_sum": REQUEST_GENERATION_TOKENS + "_sum",
+        "request_generation_tokens_count": REQUEST_GENERATION_TOKENS + "_count",
     }
     kv_name = next((name for name in KV_NAMES if name in by_name), "")
     result = PodMetrics(pod=pod, sampled_at=at, kv_metric_name=kv_name)
