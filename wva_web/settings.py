@@ -5,15 +5,108 @@ nothing set: SQLite under `var/`, a filesystem Celery broker and the
 emulated cluster's kubeconfig.
 """
 
+import ipaddress
+import math
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 VAR_DIR.mkdir(exist_ok=True)
 
 env = environ.Env()
+
+
+def env_seconds(name: str, default: float, *, positive: bool = False) -> float:
+    """Read a duration in seconds; a value that is not a finite number fails here.
+
+    django-environ reads "nan" or "abc" as an empty string and fails with a
+    message that names neither the variable nor the value, so the parsing is
+    done here.
+    """
+    raw = env.str(name, default="").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    low_ok = value > 0.0 if positive else value >= 0.0
+    if not (math.isfinite(value) and low_ok):
+        bound = "above 0" if positive else "0 or more"
+        raise ImproperlyConfigured(
+            f"invalid {name} {raw!r}: set it to a number of seconds {bound}"
+        )
+    return value
+
+
+def env_count(name: str, default: int, low: int, high: int) -> int:
+    """Read a whole number from low to high; anything else fails here."""
+    raw = env.str(name, default="").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ImproperlyConfigured(
+            f"invalid {name} {raw!r}: set it to a whole number from {low} to {high}"
+        )
+    return value
+
+
+def env_number(name: str, default: float, low: float, high: float) -> float:
+    """Read a finite number from low to high; anything else fails here."""
+    raw = env.str(name, default="").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ImproperlyConfigured(
+            f"invalid {name} {raw!r}: set it to a number from {low:g} to {high:g}"
+        )
+    return value
+
+
+def check_prometheus_url(url: str) -> None:
+    """Reject a URL that the Prometheus source cannot or must not query."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on an invalid port
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"invalid WVA_PROMETHEUS_URL {url!r}: {exc}"
+        ) from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ImproperlyConfigured(
+            f"invalid WVA_PROMETHEUS_URL {url!r}: use http:// or https:// with a "
+            "host, e.g. http://prometheus-k8s.monitoring:9090"
+        )
+    if parts.username or parts.password:
+        # Error messages and stored samples name the URL, so it carries no secret.
+        raise ImproperlyConfigured(
+            "invalid WVA_PROMETHEUS_URL: it contains a user name or password; "
+            "use a URL without credentials"
+        )
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return
+    if address.is_link_local:
+        # 169.254.169.254 and fe80::/10 serve cloud instance metadata.
+        raise ImproperlyConfigured(
+            f"invalid WVA_PROMETHEUS_URL {url!r}: {host} is a link-local "
+            "address, not a Prometheus server"
+        )
+
 
 DEBUG = env.bool("WVA_DEBUG", default=False)
 # NOTE: the default key is for a console on loopback only; set WVA_SECRET_KEY
@@ -41,6 +134,7 @@ INSTALLED_APPS = [
     "wva_web.control",
     "wva_web.dashboard",
     "wva_web.api",
+    "wva_web.simulate",
 ]
 
 MIDDLEWARE = [
@@ -156,20 +250,59 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Comparisons run on a worker of their own (`compare` in the Procfile,
+# wva-compare-worker in deploy/kubernetes); other tasks use the default queue.
+CELERY_TASK_ROUTES = {"wva.run_comparison": {"queue": "comparisons"}}
+# Retry the broker connection at start-up and after a loss, without a limit,
+# so a worker started before Redis, or one whose Redis restarts, waits for it.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# A running task keeps going when the broker connection drops. Cancelling a
+# cycle would leave the cycle lock held until WVA_CYCLE_LOCK_S runs out, and
+# no cycle could run in the meantime.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_ALWAYS_EAGER = env.bool("WVA_CELERY_EAGER", default=False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 
 # Control cycle.
-WVA_CYCLE_PERIOD_S = env.float("WVA_CYCLE_PERIOD_S", default=30.0)
-WVA_CYCLE_SOFT_LIMIT_S = env.float("WVA_CYCLE_SOFT_LIMIT_S", default=60.0)
-WVA_CYCLE_HARD_LIMIT_S = env.float("WVA_CYCLE_HARD_LIMIT_S", default=90.0)
+WVA_CYCLE_PERIOD_S = env_seconds("WVA_CYCLE_PERIOD_S", 30.0, positive=True)
+WVA_CYCLE_SOFT_LIMIT_S = env_seconds("WVA_CYCLE_SOFT_LIMIT_S", 60.0, positive=True)
+WVA_CYCLE_HARD_LIMIT_S = env_seconds("WVA_CYCLE_HARD_LIMIT_S", 90.0, positive=True)
 # The lock outlives the hard limit so a killed cycle cannot leave two running.
-WVA_CYCLE_LOCK_S = env.float("WVA_CYCLE_LOCK_S", default=120.0)
-WVA_SCRAPE_TIMEOUT_S = env.float("WVA_SCRAPE_TIMEOUT_S", default=3.0)
-WVA_POLICY = env.str("WVA_POLICY", default="wva-v1")
+WVA_CYCLE_LOCK_S = env_seconds("WVA_CYCLE_LOCK_S", 120.0, positive=True)
+# Time limits of any Celery task that sets none of its own.
+CELERY_TASK_SOFT_TIME_LIMIT = WVA_CYCLE_SOFT_LIMIT_S
+CELERY_TASK_TIME_LIMIT = WVA_CYCLE_HARD_LIMIT_S
+WVA_SCRAPE_TIMEOUT_S = env_seconds("WVA_SCRAPE_TIMEOUT_S", 3.0, positive=True)
+# Source of the cycle's replica metrics: "scrape" reads each pod's endpoint,
+# and "prometheus" runs PromQL queries against WVA_PROMETHEUS_URL (see
+# docs/prometheus.md). The values are checked when the cycle builds its source.
+WVA_METRICS_SOURCE = env.str("WVA_METRICS_SOURCE", default="scrape")
+WVA_PROMETHEUS_URL = env.str("WVA_PROMETHEUS_URL", default="")
+WVA_PROMETHEUS_TIMEOUT_S = env_number("WVA_PROMETHEUS_TIMEOUT_S", 5.0, 0.1, 60.0)
+if WVA_METRICS_SOURCE not in ("scrape", "prometheus"):
+    raise ImproperlyConfigured(
+        f"invalid WVA_METRICS_SOURCE {WVA_METRICS_SOURCE!r}: set it to scrape or "
+        "prometheus"
+    )
+if WVA_METRICS_SOURCE == "prometheus":
+    check_prometheus_url(WVA_PROMETHEUS_URL)
+# Policy of models that name none: wva, wva-v1 or hpa.
+WVA_POLICY = env.str("WVA_POLICY", default="wva")
+if WVA_POLICY not in ("wva", "wva-v1", "hpa"):
+    raise ImproperlyConfigured(
+        f"invalid WVA_POLICY {WVA_POLICY!r}: set it to wva, wva-v1 or hpa"
+    )
+# Seconds a new replica needs to serve: the `wva` demand forecast horizon.
+WVA_STARTUP_DELAY_S = env_seconds("WVA_STARTUP_DELAY_S", 120.0)
+if WVA_STARTUP_DELAY_S > 3600.0:
+    raise ImproperlyConfigured(
+        f"invalid WVA_STARTUP_DELAY_S {WVA_STARTUP_DELAY_S:g}: "
+        "set it to a number of seconds from 0 to 3600"
+    )
 # A pending action older than this many seconds expires.
-WVA_ACTION_TTL_S = env.float("WVA_ACTION_TTL_S", default=1800.0)
+WVA_ACTION_TTL_S = env_seconds("WVA_ACTION_TTL_S", 1800.0, positive=True)
 # Four-eyes mode: no user, superusers included, may approve their own request.
 WVA_FOUR_EYES = env.bool("WVA_FOUR_EYES", default=True)
 WVA_DRY_RUN = env.bool("WVA_DRY_RUN", default=False)
@@ -177,24 +310,24 @@ WVA_DRY_RUN = env.bool("WVA_DRY_RUN", default=False)
 WVA_KUBECONFIG = env.str(
     "WVA_KUBECONFIG", default=str(VAR_DIR / "emulator" / "kubeconfig")
 )
-WVA_KUBE_TIMEOUT_S = env.float("WVA_KUBE_TIMEOUT_S", default=5.0)
+WVA_KUBE_TIMEOUT_S = env_seconds("WVA_KUBE_TIMEOUT_S", 5.0, positive=True)
 WVA_INSTANCE = env.str("WVA_INSTANCE", default="console-1")
 # Control-cycle safety rules, in seconds of the cycle's clock.
 # A replica Pending for longer than this is unschedulable: its scale-up fails
 # and the request moves to the next-cheapest variant.
-WVA_PENDING_TIMEOUT_S = env.float("WVA_PENDING_TIMEOUT_S", default=240.0)
+WVA_PENDING_TIMEOUT_S = env_seconds("WVA_PENDING_TIMEOUT_S", 240.0, positive=True)
 # Limit scale-ups to the free GPUs of the node inventory and of the budget.
 WVA_GPU_LIMITER = env.bool("WVA_GPU_LIMITER", default=True)
 # A not-ready replica without valid metrics for this long is not capacity.
-WVA_STALE_AFTER_S = env.float("WVA_STALE_AFTER_S", default=300.0)
+WVA_STALE_AFTER_S = env_seconds("WVA_STALE_AFTER_S", 300.0, positive=True)
 # Waiting requests with nothing running and no new tokens for this long are stuck.
-WVA_STUCK_QUEUE_S = env.float("WVA_STUCK_QUEUE_S", default=300.0)
+WVA_STUCK_QUEUE_S = env_seconds("WVA_STUCK_QUEUE_S", 300.0, positive=True)
 # After an approver rejects a proposal of the control cycle, the cycle proposes
 # no change in the same direction for that variant for this many seconds.
-WVA_REJECT_COOLDOWN_S = env.float("WVA_REJECT_COOLDOWN_S", default=600.0)
+WVA_REJECT_COOLDOWN_S = env_seconds("WVA_REJECT_COOLDOWN_S", 600.0)
 # After a scale-up fails as unschedulable, its variant takes no scale-up for
 # this many seconds; the next-cheapest variant gets the replica.
-WVA_UNSCHEDULABLE_COOLDOWN_S = env.float("WVA_UNSCHEDULABLE_COOLDOWN_S", default=600.0)
+WVA_UNSCHEDULABLE_COOLDOWN_S = env_seconds("WVA_UNSCHEDULABLE_COOLDOWN_S", 600.0)
 
 LOGGING = {
     "version": 1,
@@ -214,9 +347,18 @@ LOGGING = {
 WVA_LEADER_ELECTION = env.bool("WVA_LEADER_ELECTION", default=True)
 WVA_LEADER_NAMESPACE = env.str("WVA_LEADER_NAMESPACE", default="llm")
 # Lease duration in seconds; at least the cycle lock so a slow cycle keeps it.
-WVA_LEADER_LEASE_S = env.float(
-    "WVA_LEADER_LEASE_S", default=max(3 * WVA_CYCLE_PERIOD_S, WVA_CYCLE_LOCK_S)
+WVA_LEADER_LEASE_S = env_seconds(
+    "WVA_LEADER_LEASE_S", max(3 * WVA_CYCLE_PERIOD_S, WVA_CYCLE_LOCK_S), positive=True
 )
 # An approved action still not applied after this many seconds fails with
 # apply_timeout, so a lost apply task cannot freeze its model.
-WVA_APPLY_DEADLINE_S = env.float("WVA_APPLY_DEADLINE_S", default=600.0)
+WVA_APPLY_DEADLINE_S = env_seconds("WVA_APPLY_DEADLINE_S", 600.0, positive=True)
+
+# Limits of policy comparison runs (`wva_web.simulate.conf` reads these).
+WVA_COMPARE_MAX_RUNNING = env_count("WVA_COMPARE_MAX_RUNNING", 1, 1, 64)
+WVA_COMPARE_MAX_QUEUED = env_count("WVA_COMPARE_MAX_QUEUED", 4, 0, 1000)
+WVA_COMPARE_MAX_SCALE = env_number("WVA_COMPARE_MAX_SCALE", 10.0, 0.001, 1000.0)
+WVA_COMPARE_MAX_DURATION_S = env_number(
+    "WVA_COMPARE_MAX_DURATION_S", 3600.0, 60.0, 86400.0
+)
+WVA_COMPARE_TIME_LIMIT_S = env_number("WVA_COMPARE_TIME_LIMIT_S", 1800.0, 1.0, 86400.0)

@@ -128,9 +128,11 @@ def test_kv_read_under_both_names(make_model, make_variant, kube, run_cycle):
 
 
 def test_kv_metric_not_found_blocks_reduction(
-    make_model, make_variant, kube, run_cycle
+    make_model, make_variant, kube, run_cycle, settings
 ):
-    # Given the same fleet, but b3 exports vLLM series without any KV name.
+    # Given the same fleet under `wva-v1`, but b3 exports vLLM series without
+    # any KV name.
+    settings.WVA_POLICY = "wva-v1"
     model = make_model()
     make_variant(model, "a", "H100-80GB")
     make_variant(model, "b", "A100-80GB")
@@ -208,8 +210,11 @@ def test_kv_of_one_is_valid_and_saturated(make_model, make_variant, kube, run_cy
     assert cycle.status == CycleStatus.OK
 
 
-def test_hpa_counterfactual_with_kv_missing(make_model, make_variant, kube, run_cycle):
-    # Given six replicas exporting waiting requests but no KV metric.
+def test_hpa_counterfactual_with_kv_missing(
+    make_model, make_variant, kube, run_cycle, settings
+):
+    # Given six replicas under `wva-v1` exporting waiting requests but no KV metric.
+    settings.WVA_POLICY = "wva-v1"
     model = make_model()
     make_variant(model, "a", "H100-80GB", max_replicas=12, mode="auto")
     kube.add("a", 6, pods("a", 6))

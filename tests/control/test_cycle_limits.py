@@ -385,8 +385,12 @@ def test_stuck_queue_supersedes_pending_scale_up(
     assert not ScaleAction.objects.filter(state="pending").exists()
 
 
-def test_no_free_gpu_supersedes_pending_scale_up(two_variants, kube, run_cycle):
+@pytest.mark.parametrize("policy", ["wva", "wva-v1"])
+def test_no_free_gpu_supersedes_pending_scale_up(
+    two_variants, kube, run_cycle, settings, policy
+):
     # Given a pending A 3 to 4, then the L40S nodes fill up.
+    settings.WVA_POLICY = policy
     run_cycle(two_variants, NOW)
     older = ScaleAction.objects.get()
     kube.nodes = [("node-1", "L40S", 3), ("node-2", "H100-80GB", 6)]

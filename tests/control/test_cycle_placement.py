@@ -24,6 +24,12 @@ def at(seconds: float) -> dt.datetime:
     return NOW + dt.timedelta(seconds=seconds)
 
 
+@pytest.fixture(autouse=True)
+def wva_v1_policy(settings):
+    """Select `wva-v1`: these cases pin its one-replica steps and reason codes."""
+    settings.WVA_POLICY = "wva-v1"
+
+
 @pytest.fixture
 def l40s_and_h100(make_model, make_variant, kube):
     """A on L40S at 3 and B on H100-80GB at 2, mode auto, every replica saturated."""

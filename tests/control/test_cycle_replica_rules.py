@@ -91,8 +91,9 @@ def test_missing_sample_not_filled_from_peak(two_replicas, run_cycle):
     assert "missing_metrics:a1" in decision(cycle, "a").reasons
 
 
-def test_peak_of_queue_uses_history(two_replicas, run_cycle):
-    # Given a1 with 6 waiting thirty seconds ago and 0 now.
+def test_peak_of_queue_uses_history(two_replicas, run_cycle, settings):
+    # Given `wva-v1`, and a1 with 6 waiting thirty seconds ago and 0 now.
+    settings.WVA_POLICY = "wva-v1"
     run_cycle(
         FakeMetrics(
             {
@@ -175,7 +176,9 @@ def silent_third(make_model, make_variant, kube):
     )
 
 
-def test_silent_replica_holds_until_stale(silent_third, run_cycle):
+def test_silent_replica_holds_until_stale(silent_third, run_cycle, settings):
+    # Given `wva-v1`.
+    settings.WVA_POLICY = "wva-v1"
     # When the cycle runs when a3 has been silent for exactly 300 s.
     cycle = run_cycle(silent_third, NOW)
     # Then wva-v1 holds: a3 is not reporting.

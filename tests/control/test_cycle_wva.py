@@ -106,14 +106,28 @@ def test_wva_analysis_names_policy(
     assert "insufficient_data" in decision(cycle, "a").reasons
 
 
-def test_empty_policy_runs_wva_v1(two_variants: InferenceModel, run_cycle: Any) -> None:
-    # Given the idle model with no policy set and the default WVA_POLICY.
+def test_empty_policy_runs_wva_v1(
+    two_variants: InferenceModel, run_cycle: Any, settings: Any
+) -> None:
+    # Given the idle model with no policy set and WVA_POLICY set to `wva-v1`.
+    settings.WVA_POLICY = "wva-v1"
     # When the cycle runs.
     cycle = run_cycle(idle_metrics(), NOW)
-    # Then `wva-v1` decides: no `wva` reason codes, no policy key.
+    # Then `wva-v1` decides: no `wva` reason codes, and the policy is named.
     row = decision(cycle, "a")
-    assert "policy" not in row.analysis
+    assert row.analysis["policy"] == "wva-v1"
+    assert "solver" not in row.analysis
     assert "insufficient_data" not in row.reasons
+
+
+def test_default_policy_is_wva(two_variants: InferenceModel, run_cycle: Any) -> None:
+    # Given the idle model with no policy set and WVA_POLICY not set.
+    # When the cycle runs.
+    cycle = run_cycle(idle_metrics(), NOW)
+    # Then `wva` decides.
+    row = decision(cycle, "a")
+    assert row.analysis["policy"] == "wva"
+    assert "insufficient_data" in row.reasons
 
 
 def test_default_policy_setting_selects_wva(

@@ -62,8 +62,8 @@ def test_cycle_proposes_and_applies_scale_up(
     assert pending is not None
     assert cycles[-1].status == CycleStatus.OK
     assert pending.to_replicas == pending.from_replicas + 1
-    # The cheapest variant with room grows first.
-    assert pending.variant.name == "llama-8b-l4"
+    # The variant with the lowest price per capacity that meets the ITL grows first.
+    assert pending.variant.name == "llama-8b-l40s"
     assert VariantState.objects.get(variant=pending.variant).current_replicas == 1
     # When the approver approves it and the apply task runs eagerly after commit.
     approver = django_user_model.objects.get(username="approver")
@@ -72,7 +72,7 @@ def test_cycle_proposes_and_applies_scale_up(
     # Then the emulated Deployment has the new count.
     pending.refresh_from_db()
     assert pending.state == "applied"
-    assert live_replicas(demo, "llama-8b-l4") == 2
+    assert live_replicas(demo, "llama-8b-l40s") == 2
 
 
 def test_celery_task_runs_cycle_eagerly(demo, monkeypatch):

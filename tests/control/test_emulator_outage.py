@@ -6,6 +6,7 @@ import io
 import json
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fleetsim.emulator import Emulator
 from wva_web.control.cycle import CycleService
 from wva_web.control.models import ControlCycle, Decision, VariantState
+from wva_web.integrations import metrics
 
 pytestmark = pytest.mark.emulator
 
@@ -113,3 +115,42 @@ def test_emulator_gone_holds_desired_counts(demo: Emulator) -> None:
     kinds = {error["kind"] for error in cycle.errors}
     assert "connection_error" in kinds
     assert_held(cycle, desired)
+
+
+class RefusingMetricsSource:
+    """A metrics backend whose every read fails with a refused connection."""
+
+    def scrape(self, targets: Any) -> dict[str, Any]:
+        at = datetime.now(UTC)
+        return {
+            target.pod: metrics.failed_sample(
+                target.pod, at, "connection_refused", f"{target.url} refused"
+            )
+            for target in targets
+        }
+
+
+def test_metrics_outage_keeps_last_desired_counts(demo: Emulator) -> None:
+    # Given one good cycle, and a last good decision that wanted one more
+    # L4 replica than runs now.
+    good_cycle(demo)
+    state = VariantState.objects.get(variant__name="llama-8b-l4")
+    state.desired_replicas = state.current_replicas + 1
+    state.save(update_fields=["desired_replicas"])
+    desired = desired_counts()
+    current = dict(
+        VariantState.objects.values_list("variant__name", "current_replicas")
+    )
+    # When the next cycle cannot read any metric.
+    demo.advance(30.0)
+    cycle = CycleService(metrics_source=RefusingMetricsSource()).run()
+    # Then no decision lowers a variant, and the published desired counts
+    # keep the last good decision instead of falling back to the current count.
+    assert cycle.status == "metrics_unavailable"
+    for row in Decision.objects.filter(cycle=cycle):
+        assert row.target_replicas >= row.current_replicas
+        assert row.bound_by == "missing_data"
+    assert desired_counts() == {
+        name: max(count, current[name]) for name, count in desired.items()
+    }
+    assert desired_counts()["llama-8b-l4"] == current["llama-8b-l4"] + 1

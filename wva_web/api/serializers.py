@@ -38,6 +38,7 @@ from wva_web.control.models import (
     ScaleAction,
     VariantState,
 )
+from wva_web.dashboard import explain
 
 CONDITION_KEYS = ("type", "status", "reason", "message", "since")
 
@@ -560,9 +561,15 @@ def expanded(serializer: serializers.Serializer) -> bool:
 
 
 class DecisionSerializer(serializers.ModelSerializer):
-    """A decision. Lists leave out `analysis` unless `?expand=1`."""
+    """A decision. Lists leave out `analysis` and `explanation` unless `?expand=1`.
+
+    `explanation` carries what the pages show for the decision: policy,
+    solver, reason codes with their texts, inputs, peaks, the HPA
+    counterfactual, unserved demand and the replicas to remove.
+    """
 
     variant_name = serializers.CharField(source="variant.name", read_only=True)
+    explanation = serializers.SerializerMethodField()
 
     class Meta:
         model = Decision
@@ -581,12 +588,25 @@ class DecisionSerializer(serializers.ModelSerializer):
             "victim_pod",
             "analysis",
             "message",
+            "explanation",
         ]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_explanation(self, decision: Decision) -> dict[str, Any]:
+        if not expanded(self):
+            return {}
+        # A row that records no policy shows the cycle's, when the cycle is
+        # already loaded: a query per row would slow down long lists.
+        default = ""
+        if Decision._meta.get_field("cycle").is_cached(decision):
+            default = decision.cycle.policy
+        return explain.explain(decision, default).as_json()
 
     def to_representation(self, instance: Decision) -> dict[str, Any]:
         data = super().to_representation(instance)
         if not expanded(self):
             data.pop("analysis", None)
+            data.pop("explanation", None)
         return data
 
 
@@ -599,8 +619,9 @@ CYCLE_RAW_FIELDS = ("inputs", "outputs", "errors")
 class ControlCycleSerializer(serializers.ModelSerializer):
     """A cycle with its visible decisions.
 
-    Lists leave out `inputs`, `outputs` and each decision's `analysis` unless
-    `?expand=1`, because one cycle of a large fleet stores hundreds of kB.
+    Lists leave out `inputs`, `outputs` and each decision's `analysis` and
+    `explanation` unless `?expand=1`, because one cycle of a large fleet
+    stores hundreds of kB.
     """
 
     decisions = serializers.SerializerMethodField()

@@ -198,8 +198,15 @@ class InferenceModel(models.Model):
     service_class = models.ForeignKey(
         ServiceClass, on_delete=models.PROTECT, related_name="models"
     )
-    # Empty: use the global default policy (WVA_POLICY).
-    policy = models.CharField(max_length=16, choices=Policy.choices, blank=True)
+    policy = models.CharField(
+        max_length=16,
+        choices=Policy.choices,
+        blank=True,
+        help_text=(
+            "Autoscaling policy of the model's variants. Empty: the console's "
+            "default, set by WVA_POLICY (wva unless set)."
+        ),
+    )
     kv_cache_threshold = models.FloatField(
         default=0.80, validators=[*fraction, FiniteNumber("kv_cache_threshold")]
     )

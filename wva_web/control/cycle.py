@@ -2,8 +2,9 @@
 
 One run takes the single-cycle lease, reads every variant's workload and
 pods from Kubernetes and scrapes the pods. It analyses each model with its
-policy (`wva` when the model selects it, else the `wva-v1` saturation
-policy, see `cycle_wva`) and computes the HPA counterfactual per variant.
+policy (`wva`, see `cycle_wva`, the `wva-v1` saturation policy, or the
+Kubernetes HPA algorithm `hpa`, see `cycle_hpa`) and computes the HPA
+counterfactual per variant.
 It stores a ControlCycle row with MetricSample, Decision and
 AcceleratorSample rows. Proposals go through the action functions, so
 every state change writes its audit row.
@@ -47,13 +48,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from optimizer import hpa as hpa_policy
 from optimizer import power as power_curves
 from optimizer import saturation
 from optimizer.state import InputError
 from wva_web.catalog.models import Accelerator, InferenceModel, Policy, Variant
 from wva_web.control import (
     actions,
+    cycle_demand,
+    cycle_hpa,
     cycle_limits,
     cycle_log,
     cycle_placement,
@@ -76,20 +78,13 @@ from wva_web.control.models import (
     VariantState,
 )
 from wva_web.integrations import kube, metrics
+from wva_web.integrations.prometheus import metrics_source_from_settings
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 # Reason code of a variant whose workload could not be read from Kubernetes.
 KUBE_UNAVAILABLE = "kube_unavailable"
-# HPA recommendations older than this are dropped from the stored history.
-HPA_DOWNSCALE_WINDOW_S = 300.0
-HPA_METRIC_FIELDS = {
-    "num_requests_waiting": "num_requests_waiting",
-    "num_requests_running": "num_requests_running",
-    "kv_cache_usage": "kv_cache_usage",
-    "kv_cache_usage_perc": "kv_cache_usage",
-}
 
 
 @dataclass
@@ -160,9 +155,7 @@ class CycleService:
         leader: str = "",
     ) -> None:
         self.clock = clock or timezone.now
-        self.metrics_source = metrics_source or metrics.ScrapeMetricsSource(
-            clock=self.clock
-        )
+        self.metrics_source = metrics_source or metrics_source_from_settings(self.clock)
         self._actuator = actuator
         self.read_only = read_only
         self.leader = leader
@@ -323,11 +316,12 @@ class CycleService:
             decision = run.decisions[view.variant.pk]
             run.alerts.extend(cycle_safety.flag_view(view, decision))
             apply_holds(view, decision, run.now)
+            cycle_safety.name_ordinal_victim(view, decision)
             self._hpa(run, view, decision)
 
     def _hpa(self, run: CycleRun, view: VariantView, decision: VariantDecision) -> None:
-        history = previous_hpa_history(view.variant, run.now)
-        target, reasons, history = hpa_counterfactual(view, history, run.now)
+        history = cycle_hpa.previous_hpa_history(view.variant, run.now)
+        target, reasons, history = cycle_hpa.hpa_counterfactual(view, history, run.now)
         decision.hpa_target = target
         decision.hpa_reasons = reasons
         decision.hpa_history = history
@@ -364,7 +358,12 @@ class CycleService:
                     decision,
                     run.previous.get(view.variant.pk),
                 )
+            cycle_demand.store(run.cycle, run.views.values(), run.models, run.now)
             self._store_accelerators(run)
+        # The gateway's inference-pool averages, when the metric source reads them.
+        pools = getattr(self.metrics_source, "pools", None)
+        if pools:
+            inputs["inference_pools"] = pools
         return inputs
 
     def _store_variant(self, run: CycleRun, view: VariantView, status: str) -> None:
@@ -532,7 +531,12 @@ def scrape_targets(view: VariantView) -> list[metrics.ScrapeTarget]:
     """Running, non-terminating pods with an IP and a metrics port."""
     return [
         metrics.ScrapeTarget(
-            pod.name, pod.pod_ip, pod.metrics_port, pod.metrics_path, ready=pod.ready
+            pod.name,
+            pod.pod_ip,
+            pod.metrics_port,
+            pod.metrics_path,
+            ready=pod.ready,
+            namespace=view.variant.namespace,
         )
         for pod in view.live_pods
         if pod.phase == "Running" and pod.pod_ip and pod.metrics_port
@@ -745,13 +749,46 @@ def analyse_model(
     now: datetime,
     extra_excluded: frozenset[str] = frozenset(),
 ) -> tuple[dict[str, Any], dict[int, VariantDecision]]:
-    """Run the model's policy: `wva` when selected, else `wva-v1`.
+    """Run the model's policy: `wva`, `hpa` or `wva-v1`.
 
-    A model whose workload could not be read keeps its counts under either
-    policy.
+    Every decision records its policy in `analysis["policy"]` and the
+    one-minute peaks of its pods in `analysis["peaks"]`. Under `wva` or
+    `wva-v1`, a model with a workload that could not be read keeps its
+    counts. Under `hpa` only that variant keeps its count, because each
+    HPA scales its own workload.
     """
+    policy = cycle_wva.model_policy(model)
+    summary, decided = run_policy(
+        policy, model, views, desired, free, now, extra_excluded
+    )
+    summary.setdefault("policy", policy)
+    slo_totals(summary, views, decided)
+    if policy == Policy.WVA:
+        hold_full_accelerators(views, decided)
+    for view in views:
+        analysis = decided[view.variant.pk].analysis
+        analysis.setdefault("policy", policy)
+        analysis["peaks"] = {
+            pod: dict(peak)
+            for pod, peak in sorted(view.peaks.items())
+            if pod not in extra_excluded
+        }
+    return summary, decided
+
+
+def run_policy(
+    policy: str,
+    model: InferenceModel,
+    views: list[VariantView],
+    desired: dict[int, int],
+    free: cycle_placement.FreeGpus,
+    now: datetime,
+    extra_excluded: frozenset[str],
+) -> tuple[dict[str, Any], dict[int, VariantDecision]]:
+    if policy == Policy.HPA:
+        return analyse_model_hpa(views, now, extra_excluded)
     readable = all(view.current is not None for view in views)
-    if cycle_wva.uses_wva(model) and readable:
+    if policy == Policy.WVA and readable:
         try:
             return cycle_wva.analyse_model_wva(
                 model, views, desired, free, now, extra_excluded
@@ -764,10 +801,80 @@ def analyse_model(
                 view.variant.pk: hold(view, reasons, "missing_data") for view in views
             }
             return {"reasons": reasons}, decided
-    summary, decided = analyse_model_views(model, views, desired, extra_excluded)
-    if cycle_wva.uses_wva(model):
-        for decision in decided.values():
-            decision.analysis["policy"] = Policy.WVA.value
+    return analyse_model_views(model, views, desired, extra_excluded)
+
+
+def hold_full_accelerators(
+    views: list[VariantView], decided: dict[int, VariantDecision]
+) -> None:
+    """Mark variants that `wva` did not grow because their GPU type is full.
+
+    `wva` places scale-ups within free GPUs itself, so the GPU limiter of
+    `cycle_placement` never stops them. Marking the variant lets the cycle
+    supersede its older pending scale-ups, which could not be scheduled.
+    """
+    codes = {
+        code
+        for decision in decided.values()
+        for code in decision.reasons
+        if code.startswith("no_free_gpu:")
+    }
+    for view in views:
+        decision = decided[view.variant.pk]
+        code = cycle_safety.no_free_gpu(view.variant.accelerator.name)
+        if code not in codes or view.current is None:
+            continue
+        if decision.target <= view.current and not decision.held_scale_up:
+            decision.held_scale_up = code
+
+
+def slo_totals(
+    summary: dict[str, Any],
+    views: list[VariantView],
+    decided: dict[int, VariantDecision],
+) -> None:
+    """Add the model's SLO supply and spare capacity (requests/s) to `summary`.
+
+    Supply is each sized variant's capacity per replica times its current
+    replicas; spare is supply minus the required capacity, at least 0. Only
+    the `wva` SLO path records a required capacity (`required_rps`).
+    """
+    required = summary.get("required_rps")
+    if required is None:
+        return
+    supply = 0.0
+    for view in views:
+        capacity = (
+            decided[view.variant.pk].analysis.get("inputs", {}).get("capacity_rps")
+        )
+        if capacity is not None and view.current is not None:
+            supply += float(capacity) * view.current
+    summary["supply_rps"] = supply
+    summary["spare_rps"] = max(0.0, supply - float(required))
+
+
+def analyse_model_hpa(
+    views: list[VariantView], now: datetime, extra_excluded: frozenset[str]
+) -> tuple[dict[str, Any], dict[int, VariantDecision]]:
+    """Run the HPA algorithm on each variant of one model, see `cycle_hpa`.
+
+    A reduction removes the ready replica with the fewest in-flight tokens,
+    as under `wva-v1`.
+    """
+    summary: dict[str, Any] = {"policy": Policy.HPA.value, "reasons": []}
+    decided: dict[int, VariantDecision] = {}
+    for view in views:
+        if view.current is None:
+            reasons = [f"kube_error:{view.variant.name}"]
+            decision = hold(view, reasons, "missing_data")
+        else:
+            decision = cycle_hpa.decide_hpa(view, now, extra_excluded)
+        if view.current is not None and decision.target < view.current:
+            replicas = variant_input(view, None, extra_excluded)
+            decision.victim_pod = saturation.choose_victim(replicas) or ""
+        decision.analysis["policy"] = Policy.HPA.value
+        decision.analysis["model"] = summary
+        decided[view.variant.pk] = decision
     return summary, decided
 
 
@@ -827,74 +934,6 @@ def apply_holds(view: VariantView, decision: VariantDecision, now: datetime) -> 
         decision.victim_pod = ""
         decision.bound_by = "missing_data"
         decision.reasons.append("missing_metrics:" + ",".join(invalid))
-
-
-def previous_hpa_history(variant: Variant, now: datetime) -> list[list[Any]]:
-    """Recommendations of the HPA counterfactual kept by the variant's last decision."""
-    last = (
-        Decision.objects.filter(variant=variant)
-        .order_by("-cycle__started_at", "-pk")
-        .values_list("analysis", flat=True)
-        .first()
-    )
-    if not last:
-        return []
-    stored = (last.get("hpa") or {}).get("recommendations") or []
-    cutoff = now.timestamp() - HPA_DOWNSCALE_WINDOW_S
-    return [[float(at), int(replicas)] for at, replicas in stored if float(at) > cutoff]
-
-
-def hpa_metric(view: VariantView, spec: dict[str, Any]) -> hpa_policy.HpaMetric:
-    """Build one per-pod HPA metric; a pod without a valid value maps to None."""
-    name = str(spec.get("metric", ""))
-    target = float(spec.get("target_average_value") or 0.0)
-    attribute = HPA_METRIC_FIELDS.get(name)
-    values: dict[str, float | None] = {}
-    for pod in view.live_pods:
-        sample = view.samples.get(pod.name)
-        value = None
-        if (
-            attribute
-            and sample is not None
-            and sample.field_status.get(attribute) == "ok"
-        ):
-            value = getattr(sample, attribute)
-        values[pod.name] = value
-    valid = attribute is not None and target > 0
-    return hpa_policy.HpaMetric(name, "pods", target, pod_values=values, valid=valid)
-
-
-def hpa_counterfactual(
-    view: VariantView, history: list[list[Any]], now: datetime
-) -> tuple[int | None, list[str], list[list[Any]]]:
-    """Compute what an HPA on `hpa_metrics` would set now; None when unknown."""
-    if view.current is None:
-        return None, ["kube_error"], history
-    variant = view.variant
-    specs = variant.hpa_metrics or []
-    if not specs:
-        return None, ["no_hpa_metrics"], history
-    result = hpa_policy.hpa_desired_replicas(
-        hpa_policy.HpaInput(
-            current_replicas=view.current,
-            min_replicas=variant.min_replicas,
-            max_replicas=variant.max_replicas,
-            pods=tuple(
-                hpa_policy.HpaPod(
-                    pod.name,
-                    phase=pod.phase,
-                    ready=pod.ready,
-                    terminating=pod.terminating,
-                )
-                for pod in view.pods
-            ),
-            metrics=tuple(hpa_metric(view, spec) for spec in specs),
-            now_s=now.timestamp(),
-            recommendations=tuple((float(at), int(n)) for at, n in history),
-        )
-    )
-    kept = [[float(at), int(n)] for at, n in result.recommendations]
-    return result.desired_replicas, list(result.reasons), kept
 
 
 # Storage helpers.
@@ -1114,6 +1153,11 @@ def update_variant_state(
     if view.current is not None:
         previous_desired = state.desired_replicas
         state.desired_replicas = decision.target
+        if decision.bound_by == "missing_data" and previous_desired is not None:
+            # Missing data holds the last good decision, so an HPA or KEDA
+            # reading wva_desired_replicas keeps it. The hold never publishes
+            # fewer replicas than run now.
+            state.desired_replicas = max(decision.target, previous_desired)
         readback.record_readback(state, previous_desired, view.hpa_status, run.now)
     # NOTE: with the workload unreadable, the desired count, its publication
     # time and the HPA read-back keep their last good values.

@@ -7,6 +7,7 @@ Each accelerator keeps one colour in every chart and on its overview card.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import zlib
 from collections import defaultdict
@@ -85,6 +86,28 @@ def count_axis(values: Iterable[int | None]) -> dict[str, Any]:
     return {"rangemode": "tozero", "tick0": 0, "dtick": max(1, math.ceil(top / 5))}
 
 
+# A time axis spans at least this long, so one sample does not stretch it to
+# sub-second ticks.
+MIN_TIME_SPAN = dt.timedelta(minutes=10)
+
+
+def time_axis(times: Iterable[dt.datetime]) -> dict[str, Any]:
+    """Return x-axis settings that label times as HH:MM.
+
+    When the samples span less than MIN_TIME_SPAN, the range is MIN_TIME_SPAN
+    wide and centred on them. Otherwise Plotly sets the range from the data.
+    """
+    axis: dict[str, Any] = {"tickformat": "%H:%M", "hoverformat": "%H:%M:%S"}
+    known = [t for t in times if t is not None]
+    if not known:
+        return axis
+    first, last = min(known), max(known)
+    if last - first < MIN_TIME_SPAN:
+        middle = first + (last - first) / 2
+        axis["range"] = [middle - MIN_TIME_SPAN / 2, middle + MIN_TIME_SPAN / 2]
+    return axis
+
+
 def to_fragment(fig: go.Figure, div_id: str) -> str:
     return pio.to_html(
         fig,
@@ -138,6 +161,7 @@ def accelerator_chart(samples: Iterable[AcceleratorSample]) -> str:
                 row=row,
                 col=1,
             )
+    fig.update_xaxes(time_axis(p.at for points in series.values() for p in points))
     fig.update_yaxes(rangemode="tozero")
     fig.update_yaxes(range=[0, 100], row=1, col=1)
     replicas = [p.replicas for points in series.values() for p in points]
@@ -183,6 +207,9 @@ def variant_chart(
     )
     add_pod_traces(fig, per_pod)
     add_count_traces(fig, decisions)
+    times = [p.sampled_at for points in per_pod.values() for p in points]
+    times += [d.cycle.started_at for d in decisions]
+    fig.update_xaxes(time_axis(times))
     fig.update_yaxes(range=[0, 100], row=1, col=1)
     counts = [
         value
@@ -235,8 +262,11 @@ def add_count_traces(fig: go.Figure, decisions: list[Decision]) -> None:
             go.Scatter(
                 x=times,
                 y=values,
-                mode="lines",
+                # Markers show a count with no neighbour to draw a line to,
+                # such as the first cycle's.
+                mode="lines+markers",
                 line={"color": colour, "dash": dash, "shape": "hv"},
+                marker={"color": colour, "size": 5},
                 name=label,
                 legend="legend2",
                 connectgaps=False,

@@ -55,3 +55,48 @@ class RejectForm(forms.Form):
 
 class ManualScaleForm(forms.Form):
     to_replicas = forms.IntegerField(min_value=MANUAL_MIN_REPLICAS, label="Replicas")
+
+
+def allowed_range(field: forms.Field, bounds: tuple[int, int] | None = None) -> str:
+    """Describe the whole numbers a field takes, e.g. "a whole number from 1 to 8"."""
+    low, high = bounds or (
+        getattr(field, "min_value", None),
+        getattr(field, "max_value", None),
+    )
+    if low is not None and high is not None:
+        return f"a whole number from {low} to {high}"
+    if low is not None:
+        return f"a whole number of at least {low}"
+    if high is not None:
+        return f"a whole number of at most {high}"
+    return "a whole number"
+
+
+def error_text(
+    form: forms.Form, bounds: dict[str, tuple[int, int]] | None = None
+) -> str:
+    """Describe each invalid field of a bound form with its value and allowed range.
+
+    `bounds` gives a field's range where it is narrower than the form's own
+    limits, such as a variant's min and max replicas. Example: 'replicas
+    "2.5" is not valid: enter a whole number from 1 to 8'.
+    """
+    bounds = bounds or {}
+    parts = []
+    for name, errors in form.errors.items():
+        field = form.fields.get(name)
+        value = str(form.data.get(name, "")).strip()
+        if isinstance(field, forms.IntegerField):
+            allowed = allowed_range(field, bounds.get(name))
+            if value:
+                parts.append(f'{name} "{value}" is not valid: enter {allowed}')
+            else:
+                parts.append(f"{name} is missing: enter {allowed}")
+        elif isinstance(field, forms.CharField) and field.max_length is not None:
+            parts.append(
+                f"{name} has {len(value)} characters: enter at most {field.max_length}"
+            )
+        else:
+            messages = " ".join(str(error) for error in errors)
+            parts.append(f'{name} "{value}": {messages}')
+    return "; ".join(parts)

@@ -9,6 +9,12 @@ full first, then by the part before the first colon.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
+# One code of a list joined by ", ": lowercase words, then an optional detail.
+CODE_PATTERN = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*(?::\S*)?")
+
 # Full codes, including those whose part after the colon is fixed.
 FULL_CODES = {
     "scale_up:spare_kv": "scale up: mean spare KV-cache below trigger",
@@ -30,6 +36,15 @@ FULL_CODES = {
         "approval required: a replica reports no metrics"
     ),
     "no_demand:token_lengths": "no demand estimate: token lengths unknown",
+    "scale_down:no_spare_tokens": (
+        "no scale-down: spare token capacity is less than one replica"
+    ),
+    "scale_up:hpa": "scale up: an HPA metric is above its target",
+    "scale_down:hpa": "scale down: the HPA metrics are below their targets",
+    "scale_up:saturated_growth": (
+        "scale up: every replica is saturated, so demand is unknown and the "
+        "ready capacity doubles"
+    ),
 }
 # Codes by the part before the first colon, and codes without a colon.
 PREFIX_CODES = {
@@ -84,6 +99,38 @@ PREFIX_CODES = {
     "hpa_max_replicas": "bound by the HPA's maxReplicas",
     "base_changed": "the live replica count changed before applying",
     "mode_advisory": "the variant became advisory before applying",
+    "no_demand": "no demand estimate: request rate or token lengths unknown",
+    "slo_unreachable": "no batch size meets the latency targets on this variant",
+    "allocation_failed": "the allocation found no solution",
+    "above_max": "above the variant's max replicas: coming down step by step",
+    "missing_signal": "a replica does not export this metric",
+    "non_finite": "a replica reports a value that is not a number",
+    "out_of_range": "a replica reports a value out of range",
+    "stale_metrics": "samples older than the allowed age",
+    "invalid_metric": "HPA metric without a valid value",
+    "direction_flipped": "HPA: counting replicas without metrics reverses the change",
+    "scaling_disabled": "HPA scaling disabled: the workload has 0 replicas",
+    "stabilization": "bound by the scale-down stabilization window",
+    "transition": "an earlier change has not landed yet",
+    "invalid_input": "the catalogue gives the policy an invalid input",
+    "no_hpa_metrics": "policy hpa: the variant has no HPA metrics",
+    "scale_up": "scale up",
+    "scale_down": "scale down",
+    "dead_band": (
+        "held: live capacity lies between the scale-up and scale-down headroom"
+    ),
+    "make_before_break": "ready replicas kept until the new replicas are ready",
+    "no_replicas": "the model has no replicas",
+    "metrics_unavailable": "every metrics scrape failed in this cycle",
+    "counter_reset": "a replica's request counters went back, e.g. after a restart",
+    "missing_counters": "a ready replica reports no request counters",
+    "no_previous_sample": "no earlier sample of a ready replica to measure demand",
+    "interval_too_short": "too little time since the previous sample",
+    "no_pods_with_counters": "no replica reports request counters",
+    "missing": "a ready replica returned no metrics",
+    "stale": "a replica's metrics are older than the allowed age",
+    "not_numeric": "a replica reports a value that is not numeric",
+    "kv_metric_not_found": "a replica exports no KV-cache usage metric",
 }
 
 
@@ -96,3 +143,62 @@ def reason_text(code: str) -> str:
         return FULL_CODES[code]
     head, _, detail = code.partition(":")
     return PREFIX_CODES.get(head, "")
+
+
+def replica_count(detail: str) -> int:
+    """Count the replicas a code's detail names.
+
+    The detail is a list of pod names ("pod-a,pod-b") or, for replicas
+    without a known pod, "variant=count" items ("l4=2").
+    """
+    count = 0
+    for item in filter(None, detail.split(",")):
+        _, equals, number = item.rpartition("=")
+        count += int(number) if equals and number.isdigit() else 1
+    return count
+
+
+def replicas(count: int) -> str:
+    return f"{count} replica" if count == 1 else f"{count} replicas"
+
+
+def plain_reasons(codes: Iterable[str]) -> str:
+    """Describe a list of reason codes in plain words, without pod names.
+
+    Example: ["saturated:pod-a,pod-b", "pending:pod-c", "transition_pending"]
+    reads "2 replicas saturated; waiting for 1 new replica to start; an
+    earlier change has not landed yet". Codes of one kind that name replicas
+    are added up, and a code without a text is shown as it is.
+    """
+    counted = {"saturated": 0, "pending": 0, "missing_metrics": 0, "missing_samples": 0}
+    order: list[str] = []
+    for code in codes:
+        head, colon, detail = code.partition(":")
+        if head in counted and colon and code not in FULL_CODES:
+            counted[head] += replica_count(detail)
+            key = head
+        else:
+            key = reason_text(code) or code
+        if key not in order:
+            order.append(key)
+    texts = {
+        "saturated": f"{replicas(counted['saturated'])} saturated",
+        "pending": (
+            f"waiting for {counted['pending']} new "
+            f"{'replica' if counted['pending'] == 1 else 'replicas'} to start"
+        ),
+        "missing_metrics": f"{replicas(counted['missing_metrics'])} without metrics",
+        "missing_samples": f"{replicas(counted['missing_samples'])} without samples",
+    }
+    return "; ".join(texts.get(key, key) for key in order)
+
+
+def split_reason_list(message: str) -> list[str] | None:
+    """Split a message of reason codes joined by ", " into the codes.
+
+    Returns None when some part is not a code, so a sentence stays as it is.
+    """
+    parts = [part.strip() for part in message.split(", ")]
+    if not parts or not all(CODE_PATTERN.fullmatch(part) for part in parts):
+        return None
+    return parts

@@ -7,32 +7,48 @@ a degraded variant reads as degraded on every surface.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import Max
 from django.utils import timezone
 
 from wva_web.catalog.models import Variant
 from wva_web.control.models import ControlCycle, Decision, VariantState
-from wva_web.integrations import leader
+from wva_web.dashboard import reasons
+from wva_web.integrations import leader, prometheus
 from wva_web.integrations.kube import DESIRED_METRIC
+
+logger = logging.getLogger(__name__)
 
 # Grace period suggested for replicas that may hold long generations.
 SUGGESTED_GRACE_PERIOD_S = 300
 # Reason codes of the condition that flags a short termination grace period.
 BOUNDS = ("max_replicas", "min_replicas", "gpu_budget")
 SHORT_GRACE_REASONS = ("short_grace_period", "ShortGracePeriod", "GracePeriodTooShort")
+# Read-back of the published desired count through Prometheus: the response is
+# cached this many seconds, each query may take this long, and a count
+# published less than READBACK_GRACE_S ago is not compared yet.
+READBACK_CACHE_S = 15.0
+READBACK_TIMEOUT_S = 2.0
+READBACK_GRACE_S = 120.0
 
 
 @dataclass(frozen=True)
 class StatusLine:
-    """One line on a variant card: severity (warning or info), text and reason code."""
+    """One line on a variant card: severity (warning or info), text and reason code.
+
+    `detail` contains the raw reason codes behind a plain-words text, which
+    the pages show in a collapsed details element.
+    """
 
     level: str
     text: str
     reason: str = ""
+    detail: str = ""
 
 
 def hhmm(value: Any) -> str:
@@ -103,11 +119,25 @@ def able_line(state: VariantState | None) -> StatusLine | None:
     if reason == "pinned":
         return None
     message = str(able.get("message", "")).strip() or reason
+    codes = reasons.split_reason_list(message)
+    detail = ""
+    if codes is not None:
+        detail = message
+        message = reasons.plain_reasons(codes)
     text = f"Not able to scale: {message}"
     since = hhmm(able.get("since"))
     if since:
         text += f", since {since}"
-    return StatusLine("warning", text, reason)
+    return StatusLine("warning", text, reason, detail)
+
+
+def starting_line(state: VariantState | None) -> StatusLine | None:
+    """Count the replicas still starting: Pending, or Running and not yet Ready."""
+    if state is None or not state.pending_replicas:
+        return None
+    count = state.pending_replicas
+    noun = "replica" if count == 1 else "replicas"
+    return StatusLine("info", f"{count} {noun} starting", "pending")
 
 
 def limited_line(
@@ -165,9 +195,10 @@ def published_line(state: VariantState | None) -> StatusLine | None:
 
     Example: "Published desired 5 at 12:01; the HPA still sees 4". No line
     appears while the HPA reads the published value.
-    NOTE: the console serves its gauge for direct scraping and reads no
-    metrics backend back, so the line cannot tell whether the backend or the
-    HPA lags.
+    NOTE: with the scrape metrics source, the console reads no metrics
+    backend back, so the line cannot tell whether the backend or the HPA
+    lags. With WVA_METRICS_SOURCE=prometheus, `prometheus_line` reads the
+    gauge back from Prometheus.
     """
     if state is None or not state.hpa_name or state.desired_replicas is None:
         return None
@@ -186,6 +217,79 @@ def published_line(state: VariantState | None) -> StatusLine | None:
         return None
     text = f"{head}; the HPA still sees {count_text(seen)}"
     return StatusLine("warning", text, "desired_not_seen")
+
+
+def stored_desired() -> tuple[dict[tuple[str, str], list[float]] | None, str]:
+    """Read `wva_desired_replicas` back from Prometheus, cached for a short time.
+
+    Returns the values by (namespace, variant name) and "", or None and the
+    error. One response serves every variant of a page, and a Prometheus that
+    does not respond delays at most one page per READBACK_CACHE_S.
+    """
+    url = settings.WVA_PROMETHEUS_URL
+    key = f"wva:prometheus-desired:{url}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached
+    timeout_s = min(float(settings.WVA_PROMETHEUS_TIMEOUT_S), READBACK_TIMEOUT_S)
+    try:
+        source = prometheus.PrometheusMetricsSource(url, timeout_s, retries=0)
+        result: tuple[dict[tuple[str, str], list[float]] | None, str] = (
+            source.read_desired_replicas(),
+            "",
+        )
+    except (ValueError, prometheus.PrometheusQueryError) as exc:
+        logger.warning("reading %s back from %s failed: %s", DESIRED_METRIC, url, exc)
+        result = (None, str(exc))
+    cache.set(key, result, READBACK_CACHE_S)
+    return result
+
+
+def prometheus_line(variant: Variant, state: VariantState | None) -> StatusLine | None:
+    """Compare the published desired count with the value Prometheus stores.
+
+    Only with WVA_METRICS_SOURCE=prometheus, and only once the count has been
+    published for READBACK_GRACE_S, because Prometheus scrapes /metrics at
+    its own interval.
+    """
+    if settings.WVA_METRICS_SOURCE != "prometheus":
+        return None
+    if state is None or state.desired_replicas is None:
+        return None
+    published_at = state.desired_published_at
+    if published_at is not None:
+        age_s = (timezone.now() - published_at).total_seconds()
+        if age_s < READBACK_GRACE_S:
+            return None
+    values, error = stored_desired()
+    return readback_line(variant, state.desired_replicas, values, error)
+
+
+def readback_line(
+    variant: Variant,
+    desired: int,
+    values: dict[tuple[str, str], list[float]] | None,
+    error: str,
+) -> StatusLine | None:
+    """Describe a published desired count that Prometheus lacks or stores otherwise.
+
+    Example: "Published desired 5; Prometheus stores 4".
+    """
+    if values is None:
+        text = f"Cannot read {DESIRED_METRIC} back from Prometheus: {error}"
+        return StatusLine("warning", text, "desired_readback_failed")
+    stored = values.get((variant.namespace, variant.name))
+    if not stored:
+        text = (
+            f"Published desired {desired}; Prometheus stores no {DESIRED_METRIC} "
+            "series for this variant: check that it scrapes the console's /metrics"
+        )
+        return StatusLine("warning", text, "desired_not_in_prometheus")
+    if any(abs(value - desired) < 1e-9 for value in stored):
+        return None
+    stored_text = ", ".join(count_text(value) for value in sorted(set(stored)))
+    text = f"Published desired {desired}; Prometheus stores {stored_text}"
+    return StatusLine("warning", text, "desired_mismatch_in_prometheus")
 
 
 def kv_missing_line(state: VariantState | None) -> StatusLine | None:
@@ -241,7 +345,9 @@ def status_lines(
     candidates = [
         degraded_line(state, samples_total, samples_bad),
         able_line(state),
+        starting_line(state),
         published_line(state),
+        prometheus_line(variant, state),
         limited_line(variant, state, decision),
         kv_missing_line(state),
         grace_line(state),

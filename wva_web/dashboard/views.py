@@ -37,7 +37,7 @@ from wva_web.catalog import access
 from wva_web.catalog.models import Role
 from wva_web.control import actions
 from wva_web.control.models import ScaleAction
-from wva_web.dashboard import charts, forms, queries, status, vendor
+from wva_web.dashboard import charts, explain, forms, queries, status, vendor
 from wva_web.dashboard.forms import ManualScaleForm, OverrideForm, RejectForm
 
 logger = logging.getLogger(__name__)
@@ -157,10 +157,14 @@ def variant_detail(request: HttpRequest, pk: int) -> HttpResponse:
     since = queries.now() - queries.CHART_WINDOW
     history_samples, history_decisions = queries.variant_history(row.variant, since)
     ranks = queries.roles_by_team(request.user)
+    decision = row.decision
     context = page_context(
         request,
         row=row,
         variant=row.variant,
+        explanation=explain.explain(decision, decision.cycle.policy)
+        if decision is not None
+        else None,
         conditions=row.state.conditions if row.state else [],
         samples=queries.replica_samples(row.variant, row.state),
         chart=charts.variant_chart(history_samples, history_decisions),
@@ -183,7 +187,8 @@ def variant_scale(request: HttpRequest, pk: int) -> HttpResponse:
     target = reverse("dashboard:variant-detail", args=[pk])
     form = ManualScaleForm(request.POST)
     if not form.is_valid():
-        messages.error(request, f"Invalid request: {form_errors(form)}")
+        bounds = {"to_replicas": (variant.min_replicas, variant.max_replicas)}
+        messages.error(request, f"Invalid request: {form_errors(form, bounds)}")
         return HttpResponseRedirect(target)
     replicas = form.cleaned_data["to_replicas"]
     try:
@@ -268,7 +273,8 @@ def action_reject(request: HttpRequest, pk: int) -> HttpResponse:
 def action_override(request: HttpRequest, pk: int) -> HttpResponse:
     form = OverrideForm(request.POST)
     if not form.is_valid():
-        messages.error(request, f"Invalid override: {form_errors(form)}")
+        bounds = override_bounds(request.user, pk)
+        messages.error(request, f"Invalid override: {form_errors(form, bounds)}")
         return HttpResponseRedirect(reverse("dashboard:actions"))
     try:
         action = actions.override_action(
@@ -297,11 +303,19 @@ def describe(action: ScaleAction) -> str:
     return f"{action.variant.name} {action.from_replicas} → {action.effective_replicas}"
 
 
-def form_errors(form: Any) -> str:
-    return "; ".join(
-        f"{name}: {' '.join(str(e) for e in errors)}"
-        for name, errors in form.errors.items()
+def form_errors(form: Any, bounds: dict[str, tuple[int, int]] | None = None) -> str:
+    return forms.error_text(form, bounds)
+
+
+def override_bounds(user: Any, pk: int) -> dict[str, tuple[int, int]]:
+    """Return the replica range of the action's variant, {} if it is not visible."""
+    action = (
+        access.visible_actions(user).filter(pk=pk).select_related("variant").first()
     )
+    if action is None:
+        return {}
+    variant = action.variant
+    return {"replicas": (variant.min_replicas, variant.max_replicas)}
 
 
 CSV_COLUMNS = (
@@ -401,11 +415,14 @@ def cycle_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def cycle_detail(request: HttpRequest, pk: int) -> HttpResponse:
     cycle = get_object_or_404(access.visible_cycles(request.user), pk=pk)
+    decisions = queries.cycle_decisions(request.user, cycle)
+    for decision in decisions:
+        decision.explanation = explain.explain(decision, cycle.policy)
     context = page_context(
         request,
         cycle=cycle,
         samples=queries.cycle_samples(request.user, cycle),
-        decisions=queries.cycle_decisions(request.user, cycle),
+        decisions=decisions,
         errors=queries.visible_errors(request.user, cycle),
         show_raw=access.is_superuser(request.user),
     )
@@ -424,7 +441,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         .order_by("-at", "-id")
     )
     page = Paginator(rows, queries.AUDIT_PER_PAGE).get_page(request.GET.get("page"))
-    entries = [queries.audit_entry(row) for row in page]
+    entries = queries.audit_entries(page)
     return render(
         request,
         "dashboard/audit_list.html",

@@ -127,6 +127,15 @@ def reason_text(code: object) -> str:
 
 
 @register.filter
+def plain_reason_list(message: object) -> str:
+    """Return a message of reason codes in plain words, "" for any other message."""
+    if not isinstance(message, str):
+        return ""
+    codes = reasons.split_reason_list(message)
+    return reasons.plain_reasons(codes) if codes else ""
+
+
+@register.filter
 def override_text(action: ScaleAction) -> str:
     """Describe an override, e.g. "override: 4 replicas instead of the proposed 3"."""
     if action.override_replicas is None:

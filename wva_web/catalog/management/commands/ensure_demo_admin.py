@@ -1,8 +1,8 @@
 """Create the demo superuser `admin` and the demo users of the demo team.
 
 The password comes from WVA_ADMIN_PASSWORD, or is generated and printed
-once. Users that already exist keep their password, and nothing is printed
-for them.
+once in a box of # with the command that changes it. Users that already
+exist keep their password, and nothing is printed for them.
 """
 
 from __future__ import annotations
@@ -61,7 +61,22 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"created {names} with the password from WVA_ADMIN_PASSWORD"
             )
-        else:
-            self.stdout.write(
-                f"created {names}; generated password (shown once): {password}"
+            return
+        self.stdout.write(
+            framed(
+                [
+                    f"Created the demo users {names}.",
+                    f"Generated password (shown once): {password}",
+                    "Change it with: .venv/bin/python manage.py changepassword USER",
+                    "or set WVA_ADMIN_PASSWORD before the first run.",
+                ]
             )
+        )
+
+
+def framed(lines: list[str]) -> str:
+    """Draw a box of # around the lines, so they stand out in a long log."""
+    width = max(len(line) for line in lines)
+    border = "#" * (width + 4)
+    body = [f"# {line.ljust(width)} #" for line in lines]
+    return "\n".join(["", border, *body, border, ""])
