@@ -1,15 +1,26 @@
-"""Command line of the fleet simulator: `python -m fleetsim serve ...`."""
+"""Command line of the fleet simulator: `python -m fleetsim serve|compare ...`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
+from fleetsim.compare import (
+    DEFAULT_FLEET as COMPARE_FLEET,
+)
+from fleetsim.compare import (
+    POLICY_NAMES,
+    CompareOptions,
+    format_table,
+    run_comparison,
+)
 from fleetsim.emulator import (
     DEFAULT_COMPRESSION,
     DEFAULT_FLEET,
@@ -17,7 +28,8 @@ from fleetsim.emulator import (
     Emulator,
     EmulatorError,
 )
-from fleetsim.trace import TraceError
+from fleetsim.plots import write_plots
+from fleetsim.trace import TRACE_FILES, TraceError
 
 logger = logging.getLogger("fleetsim")
 
@@ -83,7 +95,120 @@ def build_parser() -> argparse.ArgumentParser:
             "POST /emulator/advance (default real)"
         ),
     )
+    add_compare_parser(commands)
     return parser
+
+
+def add_compare_parser(commands: Any) -> None:
+    compare = commands.add_parser(
+        "compare",
+        help="run scaling policies on one trace and fleet, side by side",
+        description=(
+            "Simulate each policy on the same scaled trace and fleet; print a table "
+            "and write the results as JSON."
+        ),
+    )
+    compare.add_argument(
+        "--trace", required=True, help=f"trace name: {', '.join(TRACE_FILES)}"
+    )
+    compare.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="load factor X: X times the trace's request rate (default 1)",
+    )
+    compare.add_argument(
+        "--scale-mode",
+        default="superpose",
+        help=(
+            "compress: arrival times / X; superpose: X time-shifted copies over the "
+            "same duration (default superpose)"
+        ),
+    )
+    compare.add_argument(
+        "--fleet",
+        type=Path,
+        default=COMPARE_FLEET,
+        help="fleet file (default data/compare_fleet.json)",
+    )
+    compare.add_argument(
+        "--policies",
+        default=",".join(POLICY_NAMES),
+        help=(
+            "comma-separated NAME[=TARGET][@ACCELERATOR], e.g. hpa-kv=0.5 or "
+            f"wva@H100-80GB; names: {', '.join(POLICY_NAMES)} (default all)"
+        ),
+    )
+    compare.add_argument(
+        "--seed", type=int, default=1, help="seed of the load scaling, classes, names"
+    )
+    compare.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="simulated seconds of the trace to replay (default: all of it)",
+    )
+    compare.add_argument(
+        "--startup-delay",
+        type=float,
+        default=120.0,
+        help="seconds from scheduling a new pod to Ready (default 120)",
+    )
+    compare.add_argument("--json", type=Path, help="write the results to this file")
+    compare.add_argument("--plots", type=Path, help="write plotly HTML plots here")
+    compare.add_argument(
+        "--markdown", action="store_true", help="print the table as Markdown"
+    )
+
+
+def compare_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run `compare`; invalid options exit 2 with a message naming the value."""
+    options = CompareOptions(
+        trace=args.trace,
+        scale=args.scale,
+        scale_mode=args.scale_mode,
+        fleet=args.fleet,
+        policies=tuple(p.strip() for p in args.policies.split(",") if p.strip()),
+        seed=args.seed,
+        duration_s=args.duration,
+        startup_delay_s=args.startup_delay,
+    )
+    try:
+        options.validate()
+    except ValueError as exc:
+        parser.exit(2, f"python -m fleetsim compare: error: {exc}\n")
+    bar = None
+    progress = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=1000,
+            file=sys.stderr,
+            leave=False,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
+        )
+
+        def progress(fraction: float, message: str) -> None:
+            assert bar is not None
+            bar.set_description(message)
+            bar.n = int(fraction * 1000)
+            bar.refresh()
+
+    try:
+        result = run_comparison(options, progress)
+    except (TraceError, ValueError, OSError) as exc:
+        parser.exit(2, f"python -m fleetsim compare: error: {exc}\n")
+    finally:
+        if bar is not None:
+            bar.close()
+    print(format_table(result, markdown=args.markdown))
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    if args.plots is not None:
+        for path in write_plots(result, args.plots):
+            print(f"wrote {path}")
+    return 0
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -118,7 +243,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "compare":
+        # One line per replica removed while busy is noise in a comparison;
+        # the losses are counted in the results.
+        logging.getLogger("fleetsim.engine").setLevel(logging.WARNING)
+        return compare_command(args, parser)
     try:
         return serve(args)
     except (EmulatorError, TraceError, ValueError, OSError) as exc:

@@ -1,0 +1,321 @@
+"""`python -m fleetsim compare`: policies, accounting and the command line."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fleetsim.__main__ import main
+from fleetsim.compare import (
+    POLICY_NAMES,
+    CompareOptions,
+    run_comparison,
+)
+from fleetsim.engine import EngineConfig
+from fleetsim.policies import (
+    Demand,
+    Observation,
+    PolicyContext,
+    ReplicaView,
+    ServiceClassSpec,
+    VariantView,
+)
+from fleetsim.policies_wva import WvaPolicy, WvaV1Policy
+from fleetsim.replica import load_accelerators
+from fleetsim.trace import load_named_trace
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+# Benchmarked capacities are given so that the tests skip the benchmark.
+CAPACITIES = {"h100": 16.0, "l40s": 2.5}
+REQUIRED_FIELDS = (
+    "goodput_rps",
+    "goodput_tokens_per_s",
+    "failed_requests",
+    "failures_by_cause",
+    "slo_attainment",
+    "ttft_p99_s",
+    "itl_p99_s",
+    "gpu_hours",
+    "usd",
+    "kwh",
+    "replica_changes",
+    "reversals",
+)
+
+
+def fleet_file(tmp_path: Path, max_model_len: int = 131072) -> Path:
+    document = {
+        "namespace": "llm",
+        "model": "m",
+        "service_classes": [
+            {"name": "interactive", "priority": 1, "ttft_ms": 2000, "itl_ms": 100},
+            {"name": "batch", "priority": 2, "ttft_ms": 30000, "itl_ms": 250},
+        ],
+        "model_service_class": "interactive",
+        "batch_fraction": 0.2,
+        "accelerators": {
+            "H100-80GB": {"node_label_value": "h100", "gpus": 4},
+            "L40S": {"node_label_value": "l40s", "gpus": 4},
+        },
+        "variants": [
+            {"name": "h100", "accelerator": "H100-80GB", "replicas": 1,
+             "min_replicas": 0, "max_replicas": 4},
+            {"name": "l40s", "accelerator": "L40S", "replicas": 1,
+             "min_replicas": 0, "max_replicas": 4},
+        ],
+        "engine": {"max_num_seqs": 256, "max_model_len": max_model_len,
+                   "max_num_batched_tokens": 2048, "block_size": 16},
+    }  # fmt: skip
+    path = tmp_path / f"fleet-{max_model_len}.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+def options(tmp_path: Path, **changes) -> CompareOptions:
+    values = {
+        "trace": "azure-conv",
+        "scale": 2.0,
+        "scale_mode": "compress",
+        "fleet": fleet_file(tmp_path),
+        "policies": ("hpa-queue", "wva"),
+        "seed": 3,
+        "duration_s": 120.0,
+        "replica_capacity_rps": CAPACITIES,
+    }
+    values.update(changes)
+    return CompareOptions(**values)
+
+
+def test_same_seed_gives_same_result(tmp_path):
+    first = run_comparison(options(tmp_path))
+    again = run_comparison(options(tmp_path))
+    assert json.dumps(first, sort_keys=True) == json.dumps(again, sort_keys=True)
+
+
+@pytest.mark.parametrize("policy", POLICY_NAMES)
+def test_each_policy_runs_on_a_short_slice(tmp_path, policy):
+    result = run_comparison(options(tmp_path, policies=(policy,)))
+    outcome = result["policies"][policy]
+    assert outcome["requests"] == result["requests"]
+    assert outcome["requests"] > 0
+    assert outcome["good_requests"] > 0
+    assert outcome["usd"] > 0
+
+
+def test_compress_replays_trace_faster(tmp_path):
+    trace = load_named_trace("azure-conv")
+    expected = sum(1 for r in trace if r.arrival_s / 2.0 < 120.0)
+    result = run_comparison(options(tmp_path, policies=("static-peak",)))
+    assert result["requests"] == expected
+    assert result["duration_s"] == 120.0
+
+
+def test_superpose_doubles_requests_of_the_slice(tmp_path):
+    trace = load_named_trace("azure-conv")
+    plain = sum(1 for r in trace if r.arrival_s < 600.0)
+    result = run_comparison(
+        options(
+            tmp_path,
+            scale_mode="superpose",
+            duration_s=600.0,
+            policies=("static-peak",),
+        )
+    )
+    assert result["duration_s"] == 600.0
+    assert 1.6 * plain < result["requests"] < 2.4 * plain
+
+
+def test_too_long_requests_are_counted(tmp_path):
+    fleet = fleet_file(tmp_path, max_model_len=1024)
+    trace = load_named_trace("azure-conv")
+    too_long = sum(
+        1
+        for r in trace
+        if r.arrival_s / 2.0 < 120.0 and r.prompt_tokens + r.output_tokens > 1024
+    )
+    result = run_comparison(options(tmp_path, fleet=fleet, policies=("hpa-kv",)))
+    failures = result["policies"]["hpa-kv"]["failures_by_cause"]
+    assert too_long > 0
+    assert failures["too_long"] == too_long
+
+
+def test_cli_writes_json_fields(tmp_path, capsys):
+    out = tmp_path / "result.json"
+    status = main(
+        [
+            "compare", "--trace", "azure-code", "--scale", "1",
+            "--scale-mode", "compress", "--fleet", str(fleet_file(tmp_path)),
+            "--policies", "hpa-kv,oracle", "--seed", "2", "--duration", "60",
+            "--json", str(out), "--plots", str(tmp_path / "plots"),
+        ]
+    )  # fmt: skip
+    assert status == 0
+    result = json.loads(out.read_text())
+    for policy in ("hpa-kv", "oracle"):
+        for field in REQUIRED_FIELDS:
+            assert field in result["policies"][policy], (policy, field)
+    assert "goodput_rps" in capsys.readouterr().out
+    assert (tmp_path / "plots" / "replicas.html").is_file()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--trace", "nope"], "unknown trace 'nope'"),
+        (
+            ["--trace", "azure-conv", "--policies", "hpa-cpu"],
+            "unknown policy 'hpa-cpu'",
+        ),
+        (["--trace", "azure-conv", "--scale", "0"], "--scale must be > 0, got 0.0"),
+        (["--trace", "azure-conv", "--scale", "-2"], "--scale must be > 0, got -2.0"),
+        (["--trace", "azure-conv", "--fleet", "/missing.json"], "/missing.json"),
+        (["--trace", "azure-conv", "--scale-mode", "zoom"], "'zoom'"),
+    ],
+)
+def test_bad_arguments_exit_2(arguments, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", *arguments])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[1, 2]", "must contain a JSON object, not list"),
+        ("{not json", "is not valid JSON"),
+        ('{"variants": []}', "is missing a field"),
+    ],
+)
+def test_bad_fleet_file_exit_2(tmp_path, content, message, capsys):
+    fleet = tmp_path / "fleet.json"
+    fleet.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--trace", "azure-conv", "--fleet", str(fleet)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"fleet file {fleet}" in err
+    assert message in err
+
+
+def test_fleet_without_variants_exit_2(tmp_path, capsys):
+    fleet = json.loads((DATA / "compare_fleet.json").read_text())
+    fleet["variants"] = []
+    path = tmp_path / "fleet.json"
+    path.write_text(json.dumps(fleet))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--trace", "azure-conv", "--fleet", str(path)])
+    assert exit_info.value.code == 2
+    assert "'variants' is empty" in capsys.readouterr().err
+
+
+# -- a starting replica is capacity on the way ------------------------------
+
+
+def context() -> PolicyContext:
+    profiles = load_accelerators(DATA / "accelerators.csv")
+    return PolicyContext(
+        variants=(),
+        profiles=profiles,
+        power={},
+        gpus={"L40S": 8},
+        sizing_class=ServiceClassSpec("interactive", 1, 2000.0, 100.0),
+        startup_delay_s=120.0,
+        control_period_s=30.0,
+    )
+
+
+def saturated_with_one_starting(demand: Demand | None = None) -> Observation:
+    replicas = (
+        ReplicaView("l40s-a", "Running", True, 0.95, 12.0, 200.0, 150000, 0.0),
+        ReplicaView("l40s-b", "Pending", False, None, None, None, 0, 20.0),
+    )
+    variant = VariantView(
+        name="l40s",
+        accelerator="L40S",
+        gpus_per_replica=1,
+        usd_per_gpu_hour=1.86,
+        min_replicas=0,
+        max_replicas=8,
+        spec_replicas=2,
+        replicas=replicas,
+        kv_tokens=191000,
+        engine=EngineConfig(),
+        completion_rate=3.0,
+    )
+    return Observation(
+        now_s=600.0,
+        variants=(variant,),
+        free_gpus={"L40S": 6},
+        demand=demand or Demand(3.5, 3.0, None, None),
+        scale_events=((570.0, "l40s", 1, 2),),
+    )
+
+
+def test_wva_v1_waits_for_starting_replica():
+    decisions = WvaV1Policy(context()).decide(saturated_with_one_starting())
+    assert decisions["l40s"].target == 2
+
+
+def test_wva_waits_for_starting_replica():
+    decisions = WvaPolicy(context()).decide(saturated_with_one_starting())
+    assert decisions["l40s"].target == 2
+
+
+def test_wva_counts_starting_replica_in_slo_sizing():
+    policy = WvaPolicy(context())
+    demand = Demand(2.5, 2.0, 1155.0, 211.0)
+    decisions = policy.decide(saturated_with_one_starting(demand))
+    assert "sized_by_slo" in decisions["l40s"].reasons
+    assert decisions["l40s"].target == 2
+
+
+# -- scale-down: draining keeps requests, the ReplicaSet path loses them ----
+
+
+def busy_cluster(tmp_path: Path):
+    from fleetsim.compare import CompareCluster, load_setup
+
+    setup = load_setup(fleet_file(tmp_path))
+    profiles = load_accelerators(DATA / "accelerators.csv")
+    cluster = CompareCluster(
+        setup.spec,
+        profiles,
+        startup_delay_s=0.0,
+        seed=1,
+        max_waiting=128,
+        grace_s={"h100": 600.0, "l40s": 600.0},
+    )
+    requests = [cluster.route(1000, 200)[0] for _ in range(6)]
+    cluster.advance_to(0.5)
+    return cluster, requests
+
+
+def test_drained_replica_finishes_its_requests(tmp_path):
+    cluster, requests = busy_cluster(tmp_path)
+    victim = cluster.counted_pods("l40s")[0].name
+    cluster.drain_to("l40s", 0, (victim,))
+    assert cluster.route(1000, 200)[0] is not None
+    for second in range(1, 60):
+        cluster.advance_to(0.5 + second)
+        cluster.finish_drains()
+    assert all(r.state.value == "done" for r in requests)
+    assert cluster.deployments["l40s"].lost == 0
+    assert cluster.pods("l40s") == []
+
+
+def test_scale_down_without_drain_loses_requests(tmp_path):
+    cluster, requests = busy_cluster(tmp_path)
+    cluster.scale("l40s", 0)
+    assert cluster.deployments["l40s"].lost > 0
+    assert any(r.state.value == "lost" for r in requests)
+
+
+def test_draining_replica_gets_no_requests(tmp_path):
+    cluster, _ = busy_cluster(tmp_path)
+    victim = cluster.counted_pods("l40s")[0]
+    cluster.drain_to("l40s", 0, (victim.name,))
+    queued = len(victim.engine.running) + victim.engine.n_waiting
+    for _ in range(20):
+        cluster.route(500, 50)
+    assert len(victim.engine.running) + victim.engine.n_waiting <= queued
