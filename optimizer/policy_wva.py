@@ -278,6 +278,13 @@ class _ModelRules:
         if plan.signals.degraded:
             return current - stuck, [], "missing_data"
         block = self.reduction_block()
+        pending = len(plan.signals.pending)
+        if block is not None and block[0] == "transition_pending" and pending:
+            # The load dropped while replicas of this variant still start.
+            # Those serve nothing, so removing them first is safe even
+            # though the change has not landed yet.
+            floor = max(variant.min_replicas, current - stuck - pending)
+            return floor, ["scale_down:pending_first"], ""
         if block is not None:
             return current - stuck, [block[0]], block[1]
         if _last_increase_within(variant, self.state.now_s, settings.stabilization_s):
@@ -880,6 +887,8 @@ def _fallback_down(state: ClusterState, plans: list[_Plan], rules: _ModelRules) 
         floor = max(floor, 1, plan.variant.min_replicas)
         if floor < plan.variant.current_replicas:
             choices.append((plan, floor))
+            if "scale_down:pending_first" in reasons:
+                plan.add("scale_down:pending_first")
         else:
             held.append((plan, reasons, bound))
 

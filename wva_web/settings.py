@@ -277,7 +277,7 @@ CELERY_TASK_TIME_LIMIT = WVA_CYCLE_HARD_LIMIT_S
 WVA_SCRAPE_TIMEOUT_S = env_seconds("WVA_SCRAPE_TIMEOUT_S", 3.0, positive=True)
 # Source of the cycle's replica metrics: "scrape" reads each pod's endpoint,
 # and "prometheus" runs PromQL queries against WVA_PROMETHEUS_URL (see
-# docs/prometheus.md). The values are checked when the cycle builds its source.
+# docs/prometheus.md). Both are checked below, at start-up.
 WVA_METRICS_SOURCE = env.str("WVA_METRICS_SOURCE", default="scrape")
 WVA_PROMETHEUS_URL = env.str("WVA_PROMETHEUS_URL", default="")
 WVA_PROMETHEUS_TIMEOUT_S = env_number("WVA_PROMETHEUS_TIMEOUT_S", 5.0, 0.1, 60.0)
@@ -362,3 +362,6 @@ WVA_COMPARE_MAX_DURATION_S = env_number(
     "WVA_COMPARE_MAX_DURATION_S", 3600.0, 60.0, 86400.0
 )
 WVA_COMPARE_TIME_LIMIT_S = env_number("WVA_COMPARE_TIME_LIMIT_S", 1800.0, 1.0, 86400.0)
+WVA_COMPARE_MAX_PLOT_BYTES = env_count(
+    "WVA_COMPARE_MAX_PLOT_BYTES", 5_000_000, 0, 1_000_000_000
+)

@@ -22,6 +22,10 @@ FULL_CODES = {
     "scale_up:spare_queue": "scale up: mean spare queue below trigger",
     "scale_up:slo": "scale up: latency targets need more replicas",
     "scale_down:safe": "scale down: the remaining replicas can absorb the load",
+    "scale_down:pending_first": (
+        "scale down: the load dropped while replicas still start, "
+        "so a starting replica is removed first"
+    ),
     "scale_down:unsafe": (
         "no scale-down: the remaining replicas could not absorb the load"
     ),

@@ -1,0 +1,91 @@
+"""`wva` removes a replica that is still starting first when the load drops."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optimizer.policy_wva import decide_wva
+from optimizer.state import parse_state
+
+
+def ready(pod: str, kv: float, waiting: float) -> dict[str, Any]:
+    return {
+        "pod": pod,
+        "kv_cache_usage": kv,
+        "num_requests_waiting": waiting,
+        "num_requests_running": 1,
+    }
+
+
+def state(kv: float, waiting: float) -> dict[str, Any]:
+    """L40S variant A 3 -> 4 with a4 Pending (no free L40S), H100 variant B at 2."""
+    pending = {
+        "pod": "a4",
+        "phase": "Pending",
+        "ready": False,
+        "kv_cache_usage": None,
+        "num_requests_waiting": None,
+        "num_requests_running": None,
+    }
+    return {
+        "policy": "wva",
+        "now_s": 1000.0,
+        "accelerators": [
+            {"name": "L40S", "usd_per_gpu_hour": 1.86, "gpus_available": 0},
+            {"name": "H100-80GB", "usd_per_gpu_hour": 12.29, "gpus_available": 4},
+        ],
+        "variants": [
+            {
+                "name": "A",
+                "model": "M",
+                "accelerator": "L40S",
+                "min_replicas": 1,
+                "max_replicas": 8,
+                "current_replicas": 4,
+                "ready_replicas": 3,
+                "replicas": [
+                    *(ready(f"a{i}", kv, waiting) for i in (1, 2, 3)),
+                    pending,
+                ],
+            },
+            {
+                "name": "B",
+                "model": "M",
+                "accelerator": "H100-80GB",
+                "min_replicas": 1,
+                "max_replicas": 8,
+                "current_replicas": 2,
+                "ready_replicas": 2,
+                "replicas": [ready("b1", kv, waiting), ready("b2", kv, waiting)],
+            },
+        ],
+    }
+
+
+def decisions(document: dict[str, Any]) -> dict[str, Any]:
+    result = decide_wva(parse_state(document))
+    return {decision.variant: decision for decision in result.decisions}
+
+
+def test_load_drop_removes_pending_replica_first() -> None:
+    by_variant = decisions(state(kv=0.05, waiting=0))
+    a = by_variant["A"]
+    assert a.target_replicas == 3
+    assert a.victim_pods == ("a4",)
+    assert "scale_down:pending_first" in a.reasons
+    assert by_variant["B"].target_replicas == 2
+
+
+def test_pending_replica_kept_while_load_needs_it() -> None:
+    by_variant = decisions(state(kv=0.85, waiting=6))
+    assert by_variant["A"].target_replicas == 4
+    assert by_variant["A"].victim_pods == ()
+    # No free L40S GPU: the next-cheapest variant with free GPUs grows.
+    assert by_variant["B"].target_replicas == 3
+
+
+def test_ready_replicas_kept_while_one_starts() -> None:
+    # Only the starting replica may go; ready ones wait until it landed.
+    by_variant = decisions(state(kv=0.05, waiting=0))
+    assert by_variant["A"].target_replicas >= 3
+    assert all(pod == "a4" for pod in by_variant["A"].victim_pods)
