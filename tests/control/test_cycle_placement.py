@@ -262,3 +262,31 @@ def test_restarts_without_ready_are_crash_loop(h100_and_h200, kube, run_cycle):
     assert decision(cycle, "b").target_replicas == 1
     pods = cycle.inputs["variants"]["a"]["pods"]
     assert next(p for p in pods if p["name"] == "a3")["flags"] == ["crash_loop"]
+
+
+def test_wva_load_drop_removes_pending_first(
+    make_model, make_variant, kube, run_cycle, settings
+):
+    # Given wva, A on L40S at 4 with a4 Pending (no free L40S GPU), B at 2,
+    # and a load that the three ready A replicas and B absorb easily.
+    settings.WVA_POLICY = "wva"
+    model = make_model()
+    make_variant(model, "a", "L40S", mode="auto", max_replicas=8)
+    make_variant(model, "b", "H100-80GB", mode="auto", max_replicas=8)
+    pods = [FakePod(f"a{i}", node="l40s-0") for i in (1, 2, 3)]
+    pods.append(
+        FakePod("a4", phase="Pending", ready=False, node="", created_at=at(-60))
+    )
+    kube.add("a", 4, pods)
+    kube.add("b", 2, [FakePod(f"b{i}", node="h100-0") for i in (1, 2)])
+    nodes_full_l40s(kube)
+    names = ["a1", "a2", "a3", "b1", "b2"]
+    low = FakeMetrics({name: exposition(kv=0.05, waiting=0) for name in names})
+    # When a cycle runs.
+    cycle = run_cycle(low, NOW)
+    # Then A goes back to 3 by removing the replica that serves nothing.
+    row = decision(cycle, "a")
+    assert row.target_replicas == 3
+    assert row.victim_pod == "a4"
+    assert "scale_down:pending_first" in row.reasons
+    assert decision(cycle, "b").target_replicas == 2
