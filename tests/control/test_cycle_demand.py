@@ -185,30 +185,48 @@ def test_queue_growth_adds_to_arrivals(model: InferenceModel, run_cycle: Any) ->
     assert sample.arrival_rate == pytest.approx(6.0)
 
 
-def test_counter_reset_drops_pod(model: InferenceModel, run_cycle: Any) -> None:
+def test_counter_reset_counts_from_zero(model: InferenceModel, run_cycle: Any) -> None:
     # Given a first cycle, then pod a1 restarted and counts from 10 again.
     run_cycle(source(uniform(100)), at(0))
     finished = uniform(130)
     finished["a1"] = 10
     # When the next cycle runs.
     cycle = run_cycle(source(finished), at(30))
-    # Then a1 is left out and the other four pods give 4 requests/s.
+    # Then a1's 10 requests since its restart count, as rate() counts them:
+    # four pods at 1 request/s plus 10 / 30 s.
     sample = demand_of(cycle)
     assert sample.known
     assert sample.reset_pods == ["a1"]
-    assert sample.completion_rate == pytest.approx(4.0)
+    assert sample.completion_rate == pytest.approx(4.0 + 10.0 / 30.0)
+    assert sample.avg_input_tokens == pytest.approx(600.0)
 
 
-def test_reset_of_every_pod_unknown(model: InferenceModel, run_cycle: Any) -> None:
-    # Given every pod restarted between two cycles.
+def test_reset_of_every_pod_still_known(model: InferenceModel, run_cycle: Any) -> None:
+    # Given every pod restarted between two cycles and finished 5 requests.
     run_cycle(source(uniform(100)), at(0))
     # When the next cycle runs.
     cycle = run_cycle(source(uniform(5)), at(30))
-    # Then the demand is unknown, with every pod named.
+    # Then the demand counts those requests, with every pod named.
+    sample = demand_of(cycle)
+    assert sample.known
+    assert sample.completion_rate == pytest.approx(5 * 5 / 30.0)
+    assert sorted(sample.reset_pods) == list(PODS)
+
+
+def test_implausible_counter_makes_demand_unknown(
+    model: InferenceModel, run_cycle: Any
+) -> None:
+    # Given a pod whose request counter jumps by 1e300 in 30 s.
+    run_cycle(source(uniform(100)), at(0))
+    finished = uniform(130)
+    finished["a2"] = 1e300
+    # When the next cycle runs.
+    cycle = run_cycle(source(finished), at(30))
+    # Then the demand is unknown rather than sized for 3e298 requests/s.
     sample = demand_of(cycle)
     assert not sample.known
-    assert sample.reason == "counter_reset"
-    assert sorted(sample.reset_pods) == list(PODS)
+    assert sample.reason == "implausible_counters:a2"
+    assert "insufficient_data" in decision(cycle, "a").reasons
 
 
 def test_idle_window_keeps_token_lengths(model: InferenceModel, run_cycle: Any) -> None:

@@ -58,6 +58,10 @@ MAX_INTERVAL_S = 600.0
 MIN_INTERVAL_S = 5.0
 # Seconds of demand history the forecast fits its trend to.
 FORECAST_WINDOW_S = 300.0
+# Bounds of what one engine can report per interval: far above any GPU's
+# throughput and context length, far below a corrupt counter.
+MAX_POD_COMPLETION_RATE = 10_000.0
+MAX_TOKENS_PER_REQUEST = 10_000_000.0
 # History read for the smoothing: the simulator's `wva` keeps 600 s too.
 HISTORY_WINDOW_S = 600.0
 # The learned compute bound is a running mean of its first observations,
@@ -247,6 +251,28 @@ def _baseline(
     return None
 
 
+def plausible(now: PodCounters, earlier: PodCounters) -> bool:
+    """Tell whether one pod's deltas could come from one vLLM engine.
+
+    A corrupt or foreign counter (1e300 requests, say) would otherwise size
+    the whole fleet; such a pod makes the model's demand unknown instead.
+    """
+    interval = (now.at - earlier.at).total_seconds()
+    finished = now.success - earlier.success
+    if finished / interval > MAX_POD_COMPLETION_RATE:
+        return False
+    for total, count in (
+        (now.prompt_sum - earlier.prompt_sum, now.prompt_count - earlier.prompt_count),
+        (
+            now.generation_sum - earlier.generation_sum,
+            now.generation_count - earlier.generation_count,
+        ),
+    ):
+        if count > 0 and total / count > MAX_TOKENS_PER_REQUEST:
+            return False
+    return True
+
+
 @dataclass
 class _Totals:
     completion_rate: float = 0.0
@@ -305,12 +331,16 @@ def measure_demand(
                     return unknown(f"no_previous_sample:{name}")
                 continue
             if counters.went_back(earlier):
+                # The engine restarted within the interval, so its counters
+                # count from 0 since then, as Prometheus's rate() assumes.
                 resets.append(name)
-                continue
+                earlier = PodCounters.zero(earlier.at)
             if (counters.at - earlier.at).total_seconds() < MIN_INTERVAL_S:
                 if name in ready:
                     return unknown(f"interval_too_short:{name}")
                 continue
+            if not plausible(counters, earlier):
+                return unknown(f"implausible_counters:{name}")
             totals.add(view.variant.name, counters, earlier)
     if totals.pods == 0:
         if resets:

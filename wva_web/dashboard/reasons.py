@@ -129,6 +129,10 @@ PREFIX_CODES = {
     "counter_reset": "a replica's request counters went back, e.g. after a restart",
     "missing_counters": "a ready replica reports no request counters",
     "no_previous_sample": "no earlier sample of a ready replica to measure demand",
+    "implausible_counters": (
+        "a replica's request or token counters moved more than one engine can "
+        "serve, so the demand is unknown"
+    ),
     "interval_too_short": "too little time since the previous sample",
     "no_pods_with_counters": "no replica reports request counters",
     "missing": "a ready replica returned no metrics",
