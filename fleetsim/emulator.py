@@ -622,7 +622,12 @@ class Emulator:
         if not isinstance(body, dict):
             raise HttpError(400, "BadRequest", "event body must be a JSON object")
         event = dict(body)
-        metadata = dict(event.get("metadata") or {})
+        raw_metadata = event.get("metadata") or {}
+        if not isinstance(raw_metadata, dict):
+            raise HttpError(
+                422, "Invalid", f"metadata must be an object, got {raw_metadata!r}"
+            )
+        metadata = dict(raw_metadata)
         prefix = metadata.get("generateName") or "fleetsim-event-"
         metadata.setdefault("name", f"{prefix}{len(self.events) + 1}")
         metadata.update(
@@ -830,12 +835,23 @@ def _annotations_from_json_patch(body: Any) -> dict[str, str | None]:
     return changes
 
 
+# The emulator creates one pod object per replica; a count beyond this would
+# stall its server, and no fleet file comes near it.
+MAX_REPLICAS = 10_000
+
+
 def _valid_replicas(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise HttpError(
             422,
             "Invalid",
             f"spec.replicas must be a non-negative integer, got {value!r}",
+        )
+    if value > MAX_REPLICAS:
+        raise HttpError(
+            422,
+            "Invalid",
+            f"spec.replicas {value} exceeds the emulator's limit of {MAX_REPLICAS}",
         )
     return value
 

@@ -407,3 +407,10 @@ def test_namespace_trailing_newline_rejected(world: World) -> None:
     with pytest.raises(ValidationError) as caught:
         variant.full_clean()
     assert "namespace" in caught.value.message_dict
+
+
+@pytest.mark.parametrize("path", ["/api/v1/variants/", "/api/v1/comparisons/"])
+def test_deeply_nested_body_400_not_500(world: World, path: str) -> None:
+    response = post_raw(world.u1, path, "[" * 100_000)
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["detail"]

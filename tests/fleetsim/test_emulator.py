@@ -188,6 +188,31 @@ def test_post_event_is_stored(api, emulator):
     assert emulator.status()["events_received"] == 1
 
 
+def test_replicas_beyond_limit_rejected(api):
+    apps = client.AppsV1Api(api)
+    with pytest.raises(ApiException) as error:
+        apps.patch_namespaced_deployment_scale(
+            "llama-8b-a100", NS, {"spec": {"replicas": 1_000_000}}
+        )
+    assert error.value.status == 422
+    assert "exceeds the emulator's limit" in json.loads(error.value.body)["message"]
+    scale = apps.read_namespaced_deployment_scale("llama-8b-a100", NS)
+    assert scale.spec.replicas == 1
+
+
+def test_event_with_bad_metadata_rejected(emulator):
+    request = urllib.request.Request(
+        f"{emulator.base_url}/api/v1/namespaces/{NS}/events",
+        data=json.dumps({"metadata": 5}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(request, timeout=5)
+    error.value.close()
+    assert error.value.code == 422
+
+
 def test_unknown_deployment_is_404(api):
     with pytest.raises(ApiException) as error:
         client.AppsV1Api(api).read_namespaced_deployment_scale("nope", NS)

@@ -310,7 +310,8 @@ def test_closed_pipe_exits_quietly() -> None:
         stderr=subprocess.PIPE,
         text=True,
     ) as process:
-        assert process.stdin is not None and process.stdout is not None
+        assert process.stdin is not None
+        assert process.stdout is not None
         process.stdout.close()
         process.stdin.write(state)
         process.stdin.close()
