@@ -40,3 +40,14 @@ bench-optimizer: $(VENV)/.runtime
 
 bench-cycle: $(VENV)/.runtime
 	$(BIN)/python benchmarks/cycle_bench.py --cycles 10 --replicas 8
+
+.PHONY: bench-fleetsim
+bench-fleetsim: $(VENV)/.runtime
+	$(BIN)/python benchmarks/fleetsim_bench.py --seconds 3600 --compression 8
+
+.PHONY: compare
+compare: $(VENV)/.runtime
+	mkdir -p var/compare
+	$(BIN)/python -m fleetsim compare --trace azure-conv --scale 20 \
+		--scale-mode superpose --seed 1 --json var/compare/azure-conv.json \
+		--plots var/compare/azure-conv

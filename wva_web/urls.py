@@ -10,5 +10,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("wva_web.api.urls")),
     path("metrics", include("wva_web.api.metrics_urls")),
+    path("compare/", include("wva_web.simulate.urls")),
     path("", include("wva_web.dashboard.urls")),
 ]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -226,7 +227,11 @@ def variant_rows(variants: QuerySet[Variant]) -> list[VariantRow]:
 def sample_counts(
     last_cycle_by_variant: dict[int, int | None],
 ) -> dict[tuple[int, int], tuple[int, int]]:
-    """Count samples and samples without usable metrics per (variant, cycle)."""
+    """Count samples, and ready replicas' samples without usable metrics.
+
+    A replica that is still starting may fail its scrape without the
+    variant being degraded, so its sample counts in the total only.
+    """
     cycle_ids = {c for c in last_cycle_by_variant.values() if c is not None}
     if not cycle_ids:
         return {}
@@ -237,7 +242,10 @@ def sample_counts(
         .values("variant_id", "cycle_id")
         .annotate(
             total=Count("id"),
-            bad=Count("id", filter=~Q(status=SampleStatus.OK)),
+            bad=Count(
+                "id",
+                filter=~Q(status=SampleStatus.OK) & Q(ready=True, phase="Running"),
+            ),
         )
     )
     return {(r["variant_id"], r["cycle_id"]): (r["total"], r["bad"]) for r in rows}
@@ -389,6 +397,8 @@ class AuditEntry:
     created: bool
     label: str
     link: str
+    variant_name: str = ""
+    variant_link: str = ""
 
 
 def audit_object(row: AuditLog) -> tuple[str, str]:
@@ -398,7 +408,24 @@ def audit_object(row: AuditLog) -> tuple[str, str]:
         return f"variant {key}", reverse("dashboard:variant-detail", args=[int(key)])
     if kind == "scale_action":
         return f"scale action {key}", f"{reverse('dashboard:actions')}#action-{key}"
+    if kind == "comparison_run" and key.isdigit():
+        return _comparison_label(key, row.after), reverse(
+            "simulate:run-detail", args=[int(key)]
+        )
     return f"{kind.replace('_', ' ')} {key}", ""
+
+
+def _comparison_label(key: str, options: object) -> str:
+    """Label a comparison run by its trace and policies, from its audit row."""
+    label = f"comparison run {key}"
+    if not isinstance(options, dict):
+        return label
+    trace = options.get("trace")
+    policies = options.get("policies")
+    if isinstance(policies, list) and policies:
+        names = ", ".join(str(name) for name in policies)
+        return f"{label} ({trace or 'unknown trace'}: {names})"
+    return f"{label} ({trace})" if trace else label
 
 
 def audit_entry(row: AuditLog) -> AuditEntry:
@@ -426,6 +453,43 @@ def audit_entry(row: AuditLog) -> AuditEntry:
     return AuditEntry(
         row=row, changes=changes, created=not before, label=label, link=link
     )
+
+
+def audit_entries(rows: Iterable[AuditLog]) -> list[AuditEntry]:
+    """Build the entries of audit rows, naming the variant of each scale action.
+
+    The variants of all rows are read in at most two queries. A row whose
+    scale action or variant no longer exists keeps its label alone.
+    """
+    entries = [audit_entry(row) for row in rows]
+    action_ids = {
+        int(e.row.object_id)
+        for e in entries
+        if e.row.object_type == "scale_action" and e.row.object_id.isdigit()
+    }
+    variant_of_action = dict(
+        ScaleAction.objects.filter(pk__in=action_ids).values_list("pk", "variant_id")
+    )
+    variant_ids = set(variant_of_action.values()) | {
+        int(e.row.object_id)
+        for e in entries
+        if e.row.object_type == "variant" and e.row.object_id.isdigit()
+    }
+    names = dict(Variant.objects.filter(pk__in=variant_ids).values_list("pk", "name"))
+    named = []
+    for entry in entries:
+        key = entry.row.object_id
+        variant_id = None
+        if key.isdigit() and entry.row.object_type == "scale_action":
+            variant_id = variant_of_action.get(int(key))
+        elif key.isdigit() and entry.row.object_type == "variant":
+            variant_id = int(key)
+        if variant_id is None or variant_id not in names:
+            named.append(entry)
+            continue
+        link = reverse("dashboard:variant-detail", args=[variant_id])
+        named.append(replace(entry, variant_name=names[variant_id], variant_link=link))
+    return named
 
 
 def now() -> dt.datetime:

@@ -1,0 +1,1 @@
+"""Policy comparisons: runs of `fleetsim.compare` started from the console."""

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SimulateConfig(AppConfig):
+    name = "wva_web.simulate"
+    verbose_name = "Policy comparisons"
