@@ -278,12 +278,19 @@ class _ModelRules:
         if plan.signals.degraded:
             return current - stuck, [], "missing_data"
         block = self.reduction_block()
-        pending = len(plan.signals.pending)
-        if block is not None and block[0] == "transition_pending" and pending:
-            # The load dropped while replicas of this variant still start.
+        # Replicas still waiting for a node (phase Pending). A Running replica
+        # that is not Ready may be loading its model or failing, and its
+        # removal follows the rules for silent replicas instead.
+        unscheduled = sum(
+            1
+            for replica in variant.replicas
+            if replica.phase == "Pending" and replica.pod in plan.signals.pending
+        )
+        if block is not None and block[0] == "transition_pending" and unscheduled:
+            # The load dropped while replicas of this variant wait for a node.
             # Those serve nothing, so removing them first is safe even
             # though the change has not landed yet.
-            floor = max(variant.min_replicas, current - stuck - pending)
+            floor = max(variant.min_replicas, current - stuck - unscheduled)
             return floor, ["scale_down:pending_first"], ""
         if block is not None:
             return current - stuck, [block[0]], block[1]
