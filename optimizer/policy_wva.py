@@ -577,7 +577,18 @@ def _explain_skipped(slo: _SloModel, free: Mapping[str, int | None]) -> None:
         if name not in slo.capacities or slo.capacities[name] <= 0:
             continue
         accelerator = plan.variant.accelerator.name
-        if free.get(accelerator) is None or plan.target > plan.variant.current_replicas:
+        available = free.get(accelerator)
+        if available is None or plan.target > plan.variant.current_replicas:
+            continue
+        # GPUs of this type that the decision's own increases take.
+        taken = sum(
+            (p.target - p.variant.current_replicas) * p.variant.gpus_per_replica
+            for p in raised
+            if p.variant.accelerator.name == accelerator
+        )
+        if available - taken >= plan.variant.gpus_per_replica:
+            # A GPU was free: the allocation chose the other variant for its
+            # total cost (whole replicas), not for want of GPUs.
             continue
         unit_cost = plan.variant.usd_per_replica_hour / slo.capacities[name]
         for other in raised:

@@ -117,3 +117,19 @@ def test_metrics_newline_stored_by_bypass_still_parses(fleet: list[Variant]) -> 
     names = {s.labels["variant_name"] for s in samples["wva_desired_replicas"]}
     assert "variant\n03" in names
     assert len(names) == 21
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["10.244.1.7:8000", "wva-web.wva-system.svc.cluster.local", "[fd00::7]:8000"],
+)
+def test_metrics_accepts_pod_ip_host(fleet: list[Variant], host: str) -> None:
+    # Prometheus scrapes pods by IP, a Host no allowed-host list names.
+    response = Client().get("/metrics", HTTP_HOST=host)
+    assert response.status_code == 200
+    assert b"wva_desired_replicas" in response.content
+
+
+def test_pages_still_check_host(db: None) -> None:
+    response = Client().get("/login/", HTTP_HOST="10.244.1.7:8000")
+    assert response.status_code == 400

@@ -213,3 +213,17 @@ def test_invalid_wva_input_holds_model_only(
     assert row.bound_by == "missing_data"
     assert any(reason.startswith("invalid_input:") for reason in row.reasons)
     assert not ScaleAction.objects.exists()
+
+
+def test_cycle_records_policies_models_ran(
+    two_variants: InferenceModel, run_cycle: Any, settings: Any
+) -> None:
+    # Given the default policy `wva` and a model that selects `hpa`.
+    settings.WVA_POLICY = "wva"
+    two_variants.policy = "hpa"
+    two_variants.save(update_fields=["policy"])
+    # When the cycle runs.
+    cycle = run_cycle(idle_metrics(), NOW)
+    cycle.refresh_from_db()
+    # Then the cycle names the policy its model ran, not the default.
+    assert cycle.policy == "hpa"

@@ -8,6 +8,8 @@ advances the emulator's manual clock by 30 s and waits for the next scrape.
 from __future__ import annotations
 
 import io
+import json
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -213,3 +215,26 @@ def test_deleted_pod_series_ignored(demo: Emulator, proxy: FaultProxy) -> None:
     pods = set(MetricSample.objects.filter(cycle=cycle).values_list("pod", flat=True))
     assert "llama-8b-deleted-0" not in pods
     assert pods
+
+
+def test_pod_without_port_annotation_read(demo: Emulator) -> None:
+    # Given a pod whose prometheus.io/port annotation is not a number, which
+    # a scraping source could not reach but Prometheus still stores.
+    pod = demo.pod_names("llama-8b-l4")[0]
+    request = urllib.request.Request(
+        f"{demo.base_url}/api/v1/namespaces/llm/pods/{pod}",
+        data=json.dumps(
+            {"metadata": {"annotations": {"prometheus.io/port": "metrics"}}}
+        ).encode(),
+        headers={"Content-Type": "application/merge-patch+json"},
+        method="PATCH",
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+    # When a cycle reads through PromQL.
+    cycle = cycle_after_scrape(demo)
+    # Then the pod's sample is read by name and namespace.
+    assert cycle.status == CycleStatus.OK, cycle.errors
+    sample = MetricSample.objects.get(cycle=cycle, pod=pod)
+    assert sample.status == "ok"
+    assert sample.kv_cache_usage is not None

@@ -156,6 +156,8 @@ class CycleService:
     ) -> None:
         self.clock = clock or timezone.now
         self.metrics_source = metrics_source or metrics_source_from_settings(self.clock)
+        # Sources that scrape pods need an address; a Prometheus source does not.
+        self.needs_endpoint = bool(getattr(self.metrics_source, "needs_endpoint", True))
         self._actuator = actuator
         self.read_only = read_only
         self.leader = leader
@@ -229,7 +231,7 @@ class CycleService:
         for variant in variants:
             view = self._read_variant(run, variant)
             run.views[variant.pk] = view
-            targets.extend(scrape_targets(view))
+            targets.extend(scrape_targets(view, self.needs_endpoint))
         samples = self.metrics_source.scrape(targets)
         for view in run.views.values():
             for pod in view.live_pods:
@@ -242,7 +244,11 @@ class CycleService:
                 sample = view.samples.get(pod.name)
                 if sample is None:
                     run.error(
-                        "collect", metrics.MISSING, "no metrics endpoint", pod=pod.name
+                        "collect",
+                        metrics.MISSING,
+                        "no metrics endpoint: the pod has no IP or no numeric "
+                        "prometheus.io/port annotation",
+                        pod=pod.name,
                     )
                 elif sample.status != metrics.OK:
                     kind = sample.error_kind or sample.status
@@ -508,10 +514,18 @@ class CycleService:
         cycle.outputs = checked_json(outputs)
         cycle.timings_ms = checked_json(run.timings_ms)
         cycle.errors = checked_json(run.errors)
+        # The policies the models actually ran, e.g. "hpa,wva"; the default
+        # when no model was analysed.
+        used = sorted(
+            {cycle_wva.model_policy(view.variant.model) for view in run.views.values()}
+        )
+        if used:
+            cycle.policy = ",".join(used)[:16]
         cycle.save(
             update_fields=[
                 "finished_at",
                 "status",
+                "policy",
                 "inputs",
                 "outputs",
                 "timings_ms",
@@ -527,19 +541,27 @@ class CycleService:
         )
 
 
-def scrape_targets(view: VariantView) -> list[metrics.ScrapeTarget]:
-    """Running, non-terminating pods with an IP and a metrics port."""
+def scrape_targets(
+    view: VariantView, needs_endpoint: bool = True
+) -> list[metrics.ScrapeTarget]:
+    """Running, non-terminating pods to read metrics of.
+
+    A source that scrapes pods needs each pod's IP and numeric
+    `prometheus.io/port` annotation; a source that queries Prometheus finds
+    the series by namespace and pod name and needs neither.
+    """
     return [
         metrics.ScrapeTarget(
             pod.name,
-            pod.pod_ip,
-            pod.metrics_port,
+            pod.pod_ip or "",
+            pod.metrics_port or 0,
             pod.metrics_path,
             ready=pod.ready,
             namespace=view.variant.namespace,
         )
         for pod in view.live_pods
-        if pod.phase == "Running" and pod.pod_ip and pod.metrics_port
+        if pod.phase == "Running"
+        and (not needs_endpoint or (pod.pod_ip and pod.metrics_port))
     ]
 
 

@@ -46,8 +46,9 @@ FULL_CODES = {
     "scale_up:hpa": "scale up: an HPA metric is above its target",
     "scale_down:hpa": "scale down: the HPA metrics are below their targets",
     "scale_up:saturated_growth": (
-        "scale up: every replica is saturated, so demand is unknown and the "
-        "ready capacity doubles"
+        "scale up: every replica is saturated and the measured demand at least "
+        "fills the ready capacity, which hides any larger demand, so the ready "
+        "capacity doubles"
     ),
 }
 # Codes by the part before the first colon, and codes without a colon.
@@ -107,7 +108,10 @@ PREFIX_CODES = {
     "slo_unreachable": "no batch size meets the latency targets on this variant",
     "allocation_failed": "the allocation found no solution",
     "above_max": "above the variant's max replicas: coming down step by step",
-    "missing_signal": "a replica does not export this metric",
+    "missing_signal": (
+        "no valid sample of this metric this cycle: the replica does not "
+        "export it, or the metrics backend did not return it"
+    ),
     "non_finite": "a replica reports a value that is not a number",
     "out_of_range": "a replica reports a value out of range",
     "stale_metrics": "samples older than the allowed age",

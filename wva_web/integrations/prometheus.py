@@ -243,6 +243,9 @@ class PrometheusMetricsSource:
     averages by "namespace/name", or is empty when none are exported.
     """
 
+    # Series are matched by namespace and pod name, so pods need no address.
+    needs_endpoint = False
+
     def __init__(
         self,
         url: str,
