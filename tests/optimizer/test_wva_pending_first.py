@@ -1,7 +1,9 @@
-"""`wva` removes a replica that is still starting first when the load drops."""
+"""`wva` around GPU placement: starting replicas leave first, shortages are real."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from optimizer.policy_wva import decide_wva
@@ -89,3 +91,23 @@ def test_ready_replicas_kept_while_one_starts() -> None:
     by_variant = decisions(state(kv=0.05, waiting=0))
     assert by_variant["A"].target_replicas >= 3
     assert all(pod == "a4" for pod in by_variant["A"].victim_pods)
+
+
+def test_no_free_gpu_only_when_gpus_short() -> None:
+    # Given the two-model example with 4 free GPUs of every type and a
+    # cheaper A100, for which the allocation grows A100 and leaves H100 as
+    # it is although H100 has free GPUs.
+    path = Path(__file__).resolve().parents[2] / "optimizer/examples"
+    document = json.loads((path / "wva-slo-two-models.json").read_text())
+    for accelerator in document["accelerators"]:
+        accelerator["gpus_available"] = 4
+        if accelerator["name"] == "A100-80GB":
+            accelerator["usd_per_gpu_hour"] = 3.0
+    document["demand"]["meta-llama/Llama-3.1-8B-Instruct"]["arrival_rate"] = 20
+    by_variant = decisions(document)
+    assert by_variant["llama-8b-a100"].target_replicas > 2
+    h100 = by_variant["llama-8b-h100"]
+    # Then no decision blames a GPU shortage that does not exist.
+    assert "no_free_gpu:H100-80GB" not in h100.reasons
+    assert h100.bound_by != "gpu_budget"
+    assert "no_free_gpu:H100-80GB" not in by_variant["llama-8b-a100"].reasons
