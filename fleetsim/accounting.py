@@ -5,11 +5,11 @@ and its mean inter-token latency (ITL, decode time over output tokens
 after the first) within its service class's targets. SLO attainment is
 good requests over all requests of the trace, failed ones included.
 
-Cost, GPU-hours and energy are sampled at every metric scrape and held
-until the next one: a pod with a GPU costs its GPU price, draws
-idle power while starting and, once ready, the power of its KV-cache
-usage on the accelerator's curve (`optimizer.power`), the utilisation the
-console's overview shows.
+Cost, GPU-hours and energy are sampled at every metric scrape and kept
+until the next one. A pod with a GPU costs its GPU price. It draws idle
+power while starting and, once ready, the power of its KV-cache usage on
+the accelerator's curve (`optimizer.power`), which is the utilisation
+that the console's overview shows.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ returns a target per variant. The HPA policies call `optimizer.hpa`, as
 the control cycle's counterfactual does; `wva-v1` and `wva` live in
 `fleetsim.policies_wva`. `static-peak` and `oracle` read the trace itself.
 
-`drains` tells the run how a reduction is applied. A draining policy names
+`drains` sets how the run applies a reduction. A draining policy names
 its victims; they stop receiving requests and finish what they hold before
 they are removed, as the console's pod-deletion-cost annotation and a
 preStop hook do. A policy that does not drain lowers the Deployment's

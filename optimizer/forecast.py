@@ -12,7 +12,7 @@ window there is no trend and the forecast is the observed rate.
 
 `smoothed_arrival_rate` is the rate the `wva` policy sizes for. It
 averages a noisy rate (completions plus queue growth), projects only a
-significant rise, and holds the recent peak, so that a scale-down waits
+significant rise, and keeps the recent peak, so that a scale-down waits
 until demand has stayed low for a whole hold window.
 """
 

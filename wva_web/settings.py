@@ -7,6 +7,7 @@ emulated cluster's kubeconfig.
 
 import ipaddress
 import math
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,59 +21,59 @@ VAR_DIR.mkdir(exist_ok=True)
 env = environ.Env()
 
 
-def env_seconds(name: str, default: float, *, positive: bool = False) -> float:
-    """Read a duration in seconds; a value that is not a finite number fails here.
+def _env_value(name: str, parse: Callable[[str], float], bound: str) -> float | None:
+    """Parse a variable's text, None when it is unset or empty.
 
-    django-environ reads "nan" or "abc" as an empty string and fails with a
-    message that names neither the variable nor the value, so the parsing is
-    done here.
+    django-environ reads "nan" or "abc" as an empty string, and "1e3" as 13,
+    because it drops characters before parsing. Python's own parser is used
+    instead, and a value it rejects or that is not finite fails here with
+    the variable's name, its text and `bound`, the range it must lie in.
     """
     raw = env.str(name, default="").strip()
     if not raw:
-        return default
+        return None
     try:
-        value = float(raw)
+        value = float(parse(raw))
     except ValueError:
         value = math.nan
-    low_ok = value > 0.0 if positive else value >= 0.0
-    if not (math.isfinite(value) and low_ok):
-        bound = "above 0" if positive else "0 or more"
-        raise ImproperlyConfigured(
-            f"invalid {name} {raw!r}: set it to a number of seconds {bound}"
-        )
+    if not math.isfinite(value):
+        raise ImproperlyConfigured(f"invalid {name} {raw!r}: set it to {bound}")
     return value
+
+
+def _checked(name: str, value: float, ok: bool, bound: str) -> float:
+    """Return `value`, or raise ImproperlyConfigured naming it unless `ok`."""
+    if not ok:
+        text = env.str(name, default="").strip()
+        raise ImproperlyConfigured(f"invalid {name} {text!r}: set it to {bound}")
+    return value
+
+
+def env_seconds(name: str, default: float, *, positive: bool = False) -> float:
+    """Read a duration in seconds, above 0 when `positive`, else 0 or more."""
+    bound = "a number of seconds " + ("above 0" if positive else "0 or more")
+    value = _env_value(name, float, bound)
+    if value is None:
+        return default
+    return _checked(name, value, value > 0.0 if positive else value >= 0.0, bound)
 
 
 def env_count(name: str, default: int, low: int, high: int) -> int:
-    """Read a whole number from low to high; anything else fails here."""
-    raw = env.str(name, default="").strip()
-    if not raw:
+    """Read a whole number from `low` to `high`."""
+    bound = f"a whole number from {low} to {high}"
+    value = _env_value(name, int, bound)
+    if value is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise ImproperlyConfigured(
-            f"invalid {name} {raw!r}: set it to a whole number from {low} to {high}"
-        )
-    return value
+    return int(_checked(name, value, low <= value <= high, bound))
 
 
 def env_number(name: str, default: float, low: float, high: float) -> float:
-    """Read a finite number from low to high; anything else fails here."""
-    raw = env.str(name, default="").strip()
-    if not raw:
+    """Read a finite number from `low` to `high`."""
+    bound = f"a number from {low:g} to {high:g}"
+    value = _env_value(name, float, bound)
+    if value is None:
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ImproperlyConfigured(
-            f"invalid {name} {raw!r}: set it to a number from {low:g} to {high:g}"
-        )
-    return value
+    return _checked(name, value, low <= value <= high, bound)
 
 
 def check_prometheus_url(url: str) -> None:

@@ -15,11 +15,9 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
+from tests.browser.offline import signed_in_page
 from tests.browser.test_approve_in_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     TIMEOUT_MS,
-    require_chromium,
 )
 from wva_web.catalog.models import Membership, Role, Team
 from wva_web.celery import app as celery_app
@@ -82,40 +80,13 @@ def page(
     live_server: Any, operator: User, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Any, list[str]]]:
     """Yield a signed-in page and the list of requests it tried off loopback."""
-    require_chromium()
     # Playwright's sync API runs an event loop in this thread, and Django
-    # refuses database calls from a thread with a running loop without this.
+    # rejects database calls from a thread with a running loop without this.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    blocked: list[str] = []
-
-    def route(request_route: Any) -> None:
-        url = request_route.request.url
-        if url.startswith(live_server.url):
-            request_route.continue_()
-            return
-        blocked.append(f"{request_route.request.resource_type} {url}")
-        request_route.abort()
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 900})
-            context.add_init_script(RECORD_PROGRESS)
-            context.route("**/*", route)
-            tab = context.new_page()
-            tab.set_default_timeout(TIMEOUT_MS)
-            tab.goto(f"{live_server.url}/login/")
-            tab.fill("#id_username", operator.username)
-            tab.fill("#id_password", PASSWORD)
-            tab.click("#login-submit")
-            tab.wait_for_url(f"{live_server.url}/")
-            yield tab, blocked
-        finally:
-            browser.close()
+    with signed_in_page(
+        live_server.url, operator.username, PASSWORD, init_script=RECORD_PROGRESS
+    ) as signed_in:
+        yield signed_in
 
 
 def fill_form(tab: Any) -> None:

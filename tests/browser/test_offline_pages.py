@@ -15,12 +15,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from tests.browser.test_approve_in_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    TIMEOUT_MS,
-    require_chromium,
-)
+from tests.browser.offline import signed_in_page
 from tests.dashboard.conftest import make_cycle, make_variant
 from wva_web.catalog.models import Accelerator, Team
 from wva_web.control.models import AcceleratorSample
@@ -76,38 +71,11 @@ def page(
     live_server: Any, fleet: User, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Any, list[str]]]:
     """Yield a signed-in page and the list of requests it tried off loopback."""
-    require_chromium()
     # Playwright's sync API runs an event loop in this thread, and Django
-    # refuses database calls from a thread with a running loop without this.
+    # rejects database calls from a thread with a running loop without this.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright.sync_api import sync_playwright
-
-    blocked: list[str] = []
-
-    def route(request_route: Any) -> None:
-        url = request_route.request.url
-        if url.startswith(live_server.url):
-            request_route.continue_()
-            return
-        blocked.append(f"{request_route.request.resource_type} {url}")
-        request_route.abort()
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            tab = browser.new_page(viewport={"width": 1400, "height": 900})
-            tab.set_default_timeout(TIMEOUT_MS)
-            tab.route("**/*", route)
-            tab.goto(f"{live_server.url}/login/")
-            tab.fill("#id_username", "admin")
-            tab.fill("#id_password", PASSWORD)
-            tab.click("#login-submit")
-            tab.wait_for_url(f"{live_server.url}/")
-            yield tab, blocked
-        finally:
-            browser.close()
+    with signed_in_page(live_server.url, "admin", PASSWORD) as signed_in:
+        yield signed_in
 
 
 def test_overview_charts_offline(live_server: Any, page: tuple[Any, list[str]]) -> None:

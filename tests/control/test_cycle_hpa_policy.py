@@ -182,7 +182,7 @@ def test_scale_up_rate_limited(
 def test_hpa_policy_capped_by_max(
     make_model: Any, make_variant: Any, kube: FakeKube, run_cycle: Any
 ) -> None:
-    # Given max 4 replicas and a load that asks for 6.
+    # Given max 4 replicas and a load that needs 6.
     model = make_model()
     InferenceModel.objects.filter(pk=model.pk).update(policy=Policy.HPA)
     make_variant(model, "a", "L40S", max_replicas=4, hpa_metrics=WAITING_TARGET_4)
@@ -231,7 +231,7 @@ def test_pinned_variant_holds(hpa_model: InferenceModel, run_cycle: Any) -> None
     Variant.objects.filter(name="a").update(
         pinned_replicas=3, pinned_until=NOW + dt.timedelta(minutes=10)
     )
-    # When the cycle runs under a load that asks for 6.
+    # When the cycle runs under a load that needs 6.
     cycle = run_cycle(waiting(8, 8, 8), NOW)
     # Then the pin wins over the HPA.
     row = decision(cycle, "a")
@@ -267,7 +267,7 @@ def test_other_variant_unreadable_keeps_own(
 ) -> None:
     # Given a second variant b whose workload does not exist in the cluster.
     make_variant(hpa_model, "b", "H100-80GB", hpa_metrics=WAITING_TARGET_4)
-    # When the cycle runs under a load that asks a for 6.
+    # When the cycle runs under a load that needs 6.
     cycle = run_cycle(waiting(8, 8, 8), NOW)
     # Then a still scales, because each HPA scales its own workload.
     assert decision(cycle, "a").target_replicas == 6

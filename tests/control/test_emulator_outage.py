@@ -117,7 +117,7 @@ def test_emulator_gone_holds_desired_counts(demo: Emulator) -> None:
     assert_held(cycle, desired)
 
 
-class RefusingMetricsSource:
+class UnreachableMetricsSource:
     """A metrics backend whose every read fails with a refused connection."""
 
     def scrape(self, targets: Any) -> dict[str, Any]:
@@ -143,7 +143,7 @@ def test_metrics_outage_keeps_last_desired_counts(demo: Emulator) -> None:
     )
     # When the next cycle cannot read any metric.
     demo.advance(30.0)
-    cycle = CycleService(metrics_source=RefusingMetricsSource()).run()
+    cycle = CycleService(metrics_source=UnreachableMetricsSource()).run()
     # Then no decision lowers a variant, and the published desired counts
     # keep the last good decision instead of falling back to the current count.
     assert cycle.status == "metrics_unavailable"

@@ -410,7 +410,7 @@ def test_wva_cycle_explained_on_page(world: World, cluster: FakeKube) -> None:
     cycle = run_cycle(cluster, busy(), world.now + dt.timedelta(minutes=1))
     body = page(world, f"/variants/{world.alpha.pk}/")
     block = explanation_block(body)
-    # Then the page says that no solver ran and the saturation rules decided.
+    # Then the page states that no solver ran and the saturation rules decided.
     assert cycle.decisions.get(variant=world.alpha).analysis["policy"] == "wva"
     assert "none: no model was sized, saturation rules decided" in block
     assert "(not enough data to decide)" in block

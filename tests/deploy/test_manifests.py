@@ -33,7 +33,7 @@ UNSCHEMATISED = {
     ("kustomize.config.k8s.io/v1beta1", "Kustomization"),
     ("keda.sh/v1alpha1", "ScaledObject"),
 }
-# The example Secret holds placeholders, so kustomization.yaml leaves it out.
+# The example Secret contains placeholders, so kustomization.yaml leaves it out.
 SECRET_EXAMPLE = "secret.example.yaml"
 COMPARE_WORKER = "wva-compare-worker"
 CELERY_WORKER = ["celery", "--app", "wva_web", "worker"]

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import requests
 
 from tests.conftest import skip_or_fail
+from tests.ports import free_port as ports_free_port
 
 PORTS = range(18300, 18400)
 STARTUP_TIMEOUT_S = 30.0
@@ -43,16 +43,9 @@ def prometheus_binary() -> str:
     return path
 
 
-def free_port(ports: Iterable[int] = PORTS) -> int:
+def free_port(ports: Sequence[int] = PORTS) -> int:
     """Return the first loopback port of `ports` that nothing listens on."""
-    for port in ports:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18300-18399 for Prometheus")
+    return ports_free_port(ports)
 
 
 def scrape_config(sd_url: str, older_pods: str, gateway: str = "") -> str:

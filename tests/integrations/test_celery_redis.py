@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from django.utils import timezone
 
 from fleetsim.emulator import Emulator
 from tests.conftest import skip_or_fail
+from tests.ports import free_port
 from wva_web.catalog.models import Variant
 from wva_web.control.lock import CYCLE_LOCK
 from wva_web.control.models import ControlCycle, CycleLock, CycleStatus, VariantState
@@ -63,18 +63,6 @@ SUCCEEDED = re.compile(
     r"(?P<result>\S+)"
 )
 RECEIVED = re.compile(rf"Task {re.escape(CYCLE_TASK)}\[(?P<id>[0-9a-f-]+)\] received")
-
-
-def free_port() -> int:
-    """Return a loopback port in 18500-18599 that nothing listens on."""
-    for port in PORTS:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18500-18599 on 127.0.0.1")
 
 
 def wait_until(
@@ -207,7 +195,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     binary = shutil.which("redis-server")
     if binary is None:
         skip_or_fail("needs redis-server on PATH (Debian package redis-server)")
-    server = RedisServer(str(binary), free_port(), tmp_path)
+    server = RedisServer(str(binary), free_port(PORTS), tmp_path)
     server.start()
     yield server
     server.stop()

@@ -13,7 +13,6 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 import pytest
 import requests
 from django.conf import settings
+
+from tests.ports import free_port
 
 BASE_DIR = Path(settings.BASE_DIR)
 DOCKERFILE = BASE_DIR / "Dockerfile"
@@ -81,17 +82,6 @@ def image_tree(app: Path) -> Path:
     return app
 
 
-def free_port() -> int:
-    for port in PORTS:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18500-18599 on 127.0.0.1")
-
-
 def wait_for_http(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
     """Wait until the server responds on `url`. Fail if it exits or times out."""
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -129,7 +119,7 @@ def gunicorn_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     app = image_tree(tmp_path / "app")
     command = image_command()
     assert command[0] == "gunicorn"
-    port = free_port()
+    port = free_port(PORTS)
     command[command.index("--bind") + 1] = f"127.0.0.1:{port}"
 
     env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}

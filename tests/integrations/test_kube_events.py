@@ -120,7 +120,7 @@ def test_dry_run_writes_log_only(emulator, caplog):
 
 
 def test_failed_event_keeps_scale(actuator, emulator, caplog):
-    # Given the Event write is answered with 500.
+    # Given the Event write fails with HTTP 500.
     before_first_call(
         actuator.core,
         "create_namespaced_event",
@@ -130,7 +130,7 @@ def test_failed_event_keeps_scale(actuator, emulator, caplog):
     # When the count changes.
     with caplog.at_level(logging.WARNING, logger="wva_web.integrations.kube"):
         result = actuator.set_replicas(target, 2, note=NOTE)
-    # Then the scale stands and the failure is logged.
+    # Then the scale remains and the failure is logged.
     assert actuator.read_replicas(target) == 2
     assert "event" not in result.calls
     assert list_events(emulator) == []
@@ -164,7 +164,7 @@ def test_event_timeout_keeps_scale(actuator, emulator):
         lambda: inject_fault(emulator, delay_s=2.5),
     )
     target = workload(STATEFUL_SET)
-    # When the count changes, then it stands without the Event.
+    # When the count changes, then it remains without the Event.
     result = actuator.set_replicas(target, 4, note=NOTE)
     assert actuator.read_replicas(target) == 4
     assert result.calls == ["scale:4", "annotate"]

@@ -245,7 +245,7 @@ def test_query_reads_up_of_targets() -> None:
 
 
 class DripHandler(BaseHTTPRequestHandler):
-    """Answers every query slowly (one byte at a time) or with a huge body."""
+    """Serves every query slowly (one byte at a time) or with a huge body."""
 
     mode = "drip"
 

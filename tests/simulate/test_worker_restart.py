@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from tests.integrations.test_celery_redis import (
     shared_database_url,
     wait_until,
 )
+from tests.ports import free_port
 from tests.simulate.conftest import People, make_run
 from wva_web.celery import app as celery_app
 from wva_web.simulate import conf, runs
@@ -157,23 +157,12 @@ def test_other_queue_worker_start_changes_nothing(
     assert run.status == RunStatus.RUNNING
 
 
-def free_port() -> int:
-    for port in PORTS:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18800-18849 on 127.0.0.1")
-
-
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     binary = "/usr/bin/redis-server"
     if not os.access(binary, os.X_OK):
         skip_or_fail("needs Debian's redis-server")
-    server = RedisServer(binary, free_port(), tmp_path)
+    server = RedisServer(binary, free_port(PORTS), tmp_path)
     server.start()
     try:
         yield server

@@ -544,11 +544,11 @@ class CycleService:
 def scrape_targets(
     view: VariantView, needs_endpoint: bool = True
 ) -> list[metrics.ScrapeTarget]:
-    """Running, non-terminating pods to read metrics of.
+    """Return the Running, non-terminating pods to read metrics of.
 
     A source that scrapes pods needs each pod's IP and numeric
-    `prometheus.io/port` annotation; a source that queries Prometheus finds
-    the series by namespace and pod name and needs neither.
+    `prometheus.io/port` annotation. A source that queries Prometheus finds
+    the series by namespace and pod name, so it needs neither.
     """
     return [
         metrics.ScrapeTarget(
@@ -1176,7 +1176,7 @@ def update_variant_state(
         previous_desired = state.desired_replicas
         state.desired_replicas = decision.target
         if decision.bound_by == "missing_data" and previous_desired is not None:
-            # Missing data holds the last good decision, so an HPA or KEDA
+            # Missing data keeps the last good decision, so an HPA or KEDA
             # reading wva_desired_replicas keeps it. The hold never publishes
             # fewer replicas than run now.
             state.desired_replicas = max(decision.target, previous_desired)

@@ -516,9 +516,9 @@ class Actuator:
                 note.approved_by or "-",
             )
             return result
-        # NOTE: the patch carries no resourceVersion, so a count changed by
-        # another writer between the caller's base check and this patch is
-        # overwritten; the window is one API round trip.
+        # NOTE: the patch carries no resourceVersion. A count that another
+        # writer changes between the caller's base check and this patch, one
+        # API round trip, is overwritten.
         try:
             self._patch_scale(variant, replicas)
         except TransientActuatorError as exc:

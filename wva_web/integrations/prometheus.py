@@ -88,7 +88,7 @@ FRESHNESS_SERIES = {
 }
 
 # Prometheus's own series per target: 1 when its last scrape succeeded. It
-# tells a pod that Prometheus does not scrape from one without vLLM series.
+# distinguishes a pod that Prometheus does not scrape from one without vLLM series.
 UP_KEY = "scrape_up"
 
 METRICS_SOURCES = ("scrape", "prometheus")
@@ -479,7 +479,7 @@ def redacted(url: str) -> str:
 def missing_series_cause(pod: str, namespace: str, up: float | None) -> tuple[str, str]:
     """Return the error kind and detail of a pod without vLLM series.
 
-    The pod's `up` series tells the three causes apart: Prometheus does not
+    The pod's `up` series distinguishes the three causes: Prometheus does not
     scrape the pod, its scrapes fail, or it scrapes the pod and finds no
     vLLM metric under the names this console reads.
     """
