@@ -374,6 +374,8 @@ class _Counters:
     generation_tokens: int
     in_system: int
     success_by_variant: dict[str, int] = field(default_factory=dict)
+    # Requests the router received, rejected ones included.
+    arrived: int = 0
 
 
 class PolicyRun:
@@ -488,7 +490,14 @@ class PolicyRun:
             by_variant[name] = variant_success
             success += variant_success
         return _Counters(
-            self.cluster.now, success, first, prompt, generated, in_system, by_variant
+            self.cluster.now,
+            success,
+            first,
+            prompt,
+            generated,
+            in_system,
+            by_variant,
+            self.cluster.arrived,
         )
 
     def measure_demand(self) -> tuple[Demand, dict[str, float]]:
@@ -518,6 +527,15 @@ class PolicyRun:
             if done
             else None
         )
+        # The gateway's rate over one minute, as `rate(...[1m])` reads it.
+        start = next(
+            c for c in self.counters if c.at_s >= now_counters.at_s - PEAK_WINDOW_S
+        )
+        if start is now_counters:
+            start = previous
+        gateway = (now_counters.arrived - start.arrived) / max(
+            1e-9, now_counters.at_s - start.at_s
+        )
         by_variant = {
             name: (
                 now_counters.success_by_variant[name]
@@ -527,7 +545,13 @@ class PolicyRun:
             for name in self.variants
         }
         return (
-            Demand(max(0.0, completion + growth), completion, avg_input, avg_output),
+            Demand(
+                max(0.0, completion + growth),
+                completion,
+                avg_input,
+                avg_output,
+                gateway_arrival_rate=gateway,
+            ),
             by_variant,
         )
 

@@ -99,12 +99,17 @@ class Demand:
     `arrival_rate` is the completion rate plus the growth of waiting and
     running requests over the control period. Token lengths are averages
     over the last five minutes, None before the first completion.
+    `gateway_arrival_rate` is the rate of requests the router received over
+    the last minute, rejected ones included, as the gateway's
+    `inference_objective_request_total` counter gives it; None before two
+    samples.
     """
 
     arrival_rate: float
     completion_rate: float
     avg_input_tokens: float | None
     avg_output_tokens: float | None
+    gateway_arrival_rate: float | None = None
 
 
 @dataclass(frozen=True)

@@ -128,7 +128,10 @@ class WvaPolicy:
         if demand.avg_input_tokens is not None and demand.avg_output_tokens is not None:
             self.last_tokens = (demand.avg_input_tokens, demand.avg_output_tokens)
             self.tokens_known = True
-        self.rates.append((observation.now_s, max(0.0, demand.arrival_rate)))
+        # Requests the router rejects reach no replica's counters, so the
+        # gateway's count is the larger one while the fleet is saturated.
+        observed = max(demand.arrival_rate, demand.gateway_arrival_rate or 0.0)
+        self.rates.append((observation.now_s, max(0.0, observed)))
         self.rates = [p for p in self.rates if observation.now_s - p[0] <= 600.0]
         if not self.tokens_known:
             return None

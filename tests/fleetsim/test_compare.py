@@ -319,3 +319,77 @@ def test_draining_replica_gets_no_requests(tmp_path):
     for _ in range(20):
         cluster.route(500, 50)
     assert len(victim.engine.running) + victim.engine.n_waiting <= queued
+
+
+# -- requests rejected at the router still count as demand ------------------
+
+
+def test_gateway_rate_counts_rejected_requests(tmp_path):
+    from fleetsim.compare import CompareCluster, PolicyRun, load_setup
+
+    setup = load_setup(fleet_file(tmp_path))
+    cluster = CompareCluster(
+        setup.spec,
+        load_accelerators(DATA / "accelerators.csv"),
+        startup_delay_s=0.0,
+        seed=1,
+        max_waiting=2,
+        grace_s={},
+    )
+    run = PolicyRun(None, cluster, setup, ["h100", "l40s"])
+    run.measure_demand()
+    rejected = 0
+    for step in range(600):
+        cluster.advance_to(step * 0.05)
+        request, _ = cluster.route(4000, 400)
+        rejected += request is None
+    cluster.advance_to(30.0)
+    demand, _ = run.measure_demand()
+    assert rejected > 300
+    assert demand.gateway_arrival_rate == pytest.approx(600 / 30.0)
+    assert demand.arrival_rate < 600 / 30.0 - rejected / 30.0 + 1.0
+
+
+def saturated_pair(gateway_rate: float | None) -> Observation:
+    replicas = tuple(
+        ReplicaView(f"l40s-{n}", "Running", True, 0.95, 12.0, 200.0, 150000, 0.0)
+        for n in "ab"
+    )
+    variant = VariantView(
+        name="l40s",
+        accelerator="L40S",
+        gpus_per_replica=1,
+        usd_per_gpu_hour=1.86,
+        min_replicas=0,
+        max_replicas=8,
+        spec_replicas=2,
+        replicas=replicas,
+        kv_tokens=191000,
+        engine=EngineConfig(),
+        completion_rate=5.0,
+    )
+    return Observation(
+        now_s=600.0,
+        variants=(variant,),
+        free_gpus={"L40S": 6},
+        demand=Demand(5.0, 5.0, 1155.0, 211.0, gateway_arrival_rate=gateway_rate),
+    )
+
+
+def test_wva_sizes_for_gateway_rejections():
+    """Every replica saturated, 15 req/s at the gateway, 5 req/s reaching pods.
+
+    Sized on the pods' counters, `wva` could at most double the two
+    replicas. The gateway's count sizes the fleet for the whole load at
+    once.
+    """
+    blind = WvaPolicy(context()).decide(saturated_pair(None))
+    seen = WvaPolicy(context()).decide(saturated_pair(15.0))
+    assert blind["l40s"].target <= 4
+    assert seen["l40s"].target >= 7
+
+
+def test_wva_keeps_higher_pod_rate():
+    lower = WvaPolicy(context()).decide(saturated_pair(1.0))
+    absent = WvaPolicy(context()).decide(saturated_pair(None))
+    assert lower["l40s"].target == absent["l40s"].target
