@@ -1,4 +1,4 @@
-"""Command line of the fleet simulator: `python -m fleetsim serve|compare ...`."""
+"""Command line of the fleet simulator: `python -m fleetsim serve|compare|images`."""
 
 from __future__ import annotations
 
@@ -28,10 +28,20 @@ from fleetsim.emulator import (
     Emulator,
     EmulatorError,
 )
-from fleetsim.plots import write_plots
+from fleetsim.plots import (
+    BrowserNotFoundError,
+    ImageExportError,
+    check_result,
+    find_browser,
+    select_policies,
+    write_images,
+    write_plots,
+)
 from fleetsim.trace import TRACE_FILES, TraceError
 
 logger = logging.getLogger("fleetsim")
+# kaleido and choreographer log every tab and temporary directory at INFO.
+BROWSER_LOGGERS = ("kaleido", "choreographer", "browser_proc")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     add_compare_parser(commands)
+    add_images_parser(commands)
     return parser
 
 
@@ -157,8 +168,82 @@ def add_compare_parser(commands: Any) -> None:
     compare.add_argument("--json", type=Path, help="write the results to this file")
     compare.add_argument("--plots", type=Path, help="write plotly HTML plots here")
     compare.add_argument(
+        "--images",
+        type=Path,
+        metavar="DIR",
+        help="write the plots as PNG files here (needs Chrome or Chromium)",
+    )
+    compare.add_argument(
         "--markdown", action="store_true", help="print the table as Markdown"
     )
+
+
+def add_images_parser(commands: Any) -> None:
+    images = commands.add_parser(
+        "images",
+        help="render the plots of a `compare --json` file as PNG files",
+        description=(
+            "Write replicas.png, load.png, kv_usage.png and failures.png into DIR "
+            "from a RESULT file that `compare --json` wrote. Needs Chrome or Chromium: "
+            "BROWSER_PATH, else /usr/bin/chromium."
+        ),
+    )
+    images.add_argument(
+        "result",
+        type=Path,
+        metavar="RESULT",
+        help="JSON file written by compare --json",
+    )
+    images.add_argument(
+        "directory", type=Path, metavar="DIR", help="directory for the PNG files"
+    )
+    images.add_argument(
+        "--policies",
+        help=(
+            "comma-separated policy names as keys in the JSON, e.g. hpa-queue=1,wva; "
+            "selects and orders the panels (default: all, in the file's order)"
+        ),
+    )
+
+
+def load_result(path: Path) -> dict[str, Any]:
+    """Read and check a `compare --json` file, raising ValueError naming it."""
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(
+            f"result file {path} not found; write one with "
+            "`python -m fleetsim compare --json FILE`"
+        ) from None
+    except OSError as exc:
+        raise ValueError(f"cannot read result file {path}: {exc}") from exc
+    try:
+        result = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"result file {path} is not valid JSON: {exc}") from exc
+    try:
+        check_result(result)
+    except ValueError as exc:
+        raise ValueError(f"result file {path}: {exc}") from exc
+    return result
+
+
+def images_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run `images`: bad input or a missing browser exits 2, a failed render 1."""
+    prefix = "python -m fleetsim images: error:"
+    try:
+        result = load_result(args.result)
+        if args.policies is not None:
+            names = [name.strip() for name in args.policies.split(",") if name.strip()]
+            result = select_policies(result, names)
+        paths = write_images(result, args.directory)
+    except (ValueError, BrowserNotFoundError) as exc:
+        parser.exit(2, f"{prefix} {exc}\n")
+    except (ImageExportError, OSError) as exc:
+        parser.exit(1, f"{prefix} {exc}\n")
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
 
 
 def compare_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -175,7 +260,9 @@ def compare_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     )
     try:
         options.validate()
-    except ValueError as exc:
+        # Look for the browser first, because the run can take minutes.
+        browser = find_browser() if args.images is not None else None
+    except (ValueError, BrowserNotFoundError) as exc:
         parser.exit(2, f"python -m fleetsim compare: error: {exc}\n")
     bar = None
     progress = None
@@ -207,6 +294,13 @@ def compare_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     if args.plots is not None:
         for path in write_plots(result, args.plots):
+            print(f"wrote {path}")
+    if args.images is not None:
+        try:
+            paths = write_images(result, args.images, browser)
+        except (ImageExportError, OSError) as exc:
+            parser.exit(1, f"python -m fleetsim compare: error: {exc}\n")
+        for path in paths:
             print(f"wrote {path}")
     return 0
 
@@ -243,8 +337,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    for name in BROWSER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "images":
+        return images_command(args, parser)
     if args.command == "compare":
         # One line per replica removed while busy is noise in a comparison;
         # the losses are counted in the results.

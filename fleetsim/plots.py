@@ -1,21 +1,67 @@
-"""Plotly HTML figures of a `compare` result.
+"""Plotly figures of a `compare` result, as HTML or PNG files.
 
 `write_plots(result, directory)` writes `replicas.html` (replicas holding
 a GPU, per variant, one panel per policy), `load.html` (arrival rate),
 `kv_usage.html` (mean KV-cache usage of ready replicas, per variant and
 policy) and `failures.html` (failed requests so far, per policy). Time is
-seconds from the end of the warm-up. The HTML loads plotly.js from its CDN
-when opened.
+seconds from the end of the warm-up. The HTML files load plotly.min.js,
+written once beside them, so they open without network access.
+
+`write_images(result, directory)` writes the same four figures as PNG
+files. kaleido renders them in a headless Chrome or Chromium that must be
+installed: `BROWSER_PATH`, or Debian's `/usr/bin/chromium`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import secrets
 from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
+
+# Environment variable naming the browser. choreographer's own search reads it
+# too.
+BROWSER_PATH_ENV = "BROWSER_PATH"
+# Debian's chromium package installs its launcher here.
+DEFAULT_BROWSER = Path("/usr/bin/chromium")
+# Limit for rendering one figure, in seconds (the default of kaleido 1.5).
+RENDER_TIMEOUT_S = 90
+# PNG size in pixels, chosen to read well at the width of a Markdown page.
+IMAGE_WIDTH_PX = 1000
+IMAGE_HEIGHT_PX = 500
+# Height of one policy panel, plus room for the title and the time axis.
+PANEL_HEIGHT_PX = 220
+PANELS_MARGIN_PX = 160
+# Series that every figure reads from each policy. The `replicas:*` and `kv:*`
+# series are drawn for whichever variants they name.
+REQUIRED_SERIES = ("t", "arrival_rps", "failures")
+# By default Chromium looks up Google and search engine hosts in the
+# background (sign-in, component updates, preconnects). A figure needs no
+# network, because kaleido loads plotly.js from the plotly package and MathJax
+# is off. So these flags stop that traffic and make every host name
+# unresolvable.
+# NOTE: Chromium 156 still connects a UDP socket to 2001:4860:4860::8888 to
+# probe IPv6 reachability. strace showed that it sends no datagram.
+OFFLINE_CHROMIUM_FLAGS = (
+    "--disable-background-networking",
+    "--disable-default-apps",
+    "--disable-domain-reliability",
+    "--no-pings",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+)
+
+
+class ImageExportError(RuntimeError):
+    """Failure of the browser to start or to render a figure."""
+
+
+class BrowserNotFoundError(ImageExportError):
+    """No Chrome or Chromium executable at the configured path."""
 
 
 def _variants(series: dict[str, Any], prefix: str) -> list[str]:
@@ -89,25 +135,201 @@ def _failures(result: dict[str, Any]) -> go.Figure:
     return figure
 
 
+def _figures(result: dict[str, Any]) -> dict[str, go.Figure]:
+    """Build the four figures, keyed by file name without suffix."""
+    return {
+        "replicas": _panels(
+            result, "replicas:", "Replicas holding a GPU, per variant", "replicas"
+        ),
+        "load": _load(result),
+        "kv_usage": _panels(
+            result, "kv:", "Mean KV-cache usage of ready replicas", "KV usage"
+        ),
+        "failures": _failures(result),
+    }
+
+
 def write_plots(result: dict[str, Any], directory: Path) -> list[Path]:
     """Write the four HTML figures into `directory` (created) and return their paths."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    figures = {
-        "replicas.html": _panels(
-            result, "replicas:", "Replicas holding a GPU, per variant", "replicas"
-        ),
-        "load.html": _load(result),
-        "kv_usage.html": _panels(
-            result, "kv:", "Mean KV-cache usage of ready replicas", "KV usage"
-        ),
-        "failures.html": _failures(result),
-    }
     paths = []
-    for filename, figure in figures.items():
-        path = directory / filename
+    for name, figure in _figures(result).items():
+        path = directory / f"{name}.html"
         # "directory" writes plotly.min.js once beside the files, so they open
         # without network access.
         figure.write_html(path, include_plotlyjs="directory")
+        paths.append(path)
+    return paths
+
+
+def check_result(result: Any) -> None:
+    """Raise ValueError naming what is missing when `result` cannot be plotted.
+
+    `result` is the document that `run_comparison` returns and that
+    `compare --json` writes.
+    """
+    if not isinstance(result, dict):
+        raise ValueError(
+            f"the result must be a JSON object, not {type(result).__name__}"
+        )
+    policies = result.get("policies")
+    if not isinstance(policies, dict):
+        raise ValueError("the result has no 'policies' object")
+    if not policies:
+        raise ValueError("the result's 'policies' object is empty")
+    for key in ("trace", "scale", "scale_mode"):
+        if key not in result:
+            raise ValueError(f"the result has no {key!r}")
+    for name, values in policies.items():
+        series = values.get("series") if isinstance(values, dict) else None
+        if not isinstance(series, dict):
+            raise ValueError(f"policy {name!r} has no 'series' object")
+        for key in REQUIRED_SERIES:
+            if key not in series:
+                raise ValueError(f"policy {name!r} has no series {key!r}")
+
+
+def select_policies(result: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """Return a copy of `result` with only the policies `names`, in that order.
+
+    Raises ValueError for an empty list, a repeated name or a name that is not
+    a key of `result["policies"]`.
+    """
+    if not names:
+        raise ValueError("no policy selected")
+    available = result["policies"]
+    selected: dict[str, Any] = {}
+    for name in names:
+        if name not in available:
+            raise ValueError(
+                f"unknown policy {name!r}; the result contains: {', '.join(available)}"
+            )
+        if name in selected:
+            raise ValueError(f"policy {name!r} is listed twice")
+        selected[name] = available[name]
+    return {**result, "policies": selected}
+
+
+def find_browser() -> Path:
+    """Return the Chrome or Chromium executable that renders the PNG files.
+
+    `BROWSER_PATH` wins when set, otherwise Debian's `/usr/bin/chromium`.
+    Unlike kaleido's own search, this never picks a browser that
+    `kaleido_get_chrome` downloaded, and nothing here downloads one. Raises
+    BrowserNotFoundError naming the path it looked for and how to install a
+    browser.
+    """
+    configured = os.environ.get(BROWSER_PATH_ENV)
+    path = Path(configured) if configured else DEFAULT_BROWSER
+    if path.is_file() and os.access(path, os.X_OK):
+        return path
+    if configured:
+        raise BrowserNotFoundError(
+            f"no executable browser at {BROWSER_PATH_ENV}={configured}; set "
+            f"{BROWSER_PATH_ENV} to a Chrome or Chromium executable, or unset it "
+            f"to use {DEFAULT_BROWSER}"
+        )
+    raise BrowserNotFoundError(
+        f"browser {DEFAULT_BROWSER} not found; PNG export needs Chrome or "
+        "Chromium: install Debian's chromium (apt-get install chromium) or set "
+        f"{BROWSER_PATH_ENV} to a Chrome or Chromium executable"
+    )
+
+
+def _image_size(name: str, result: dict[str, Any]) -> tuple[int, int]:
+    if name in ("replicas", "kv_usage"):
+        panels = len(result["policies"])
+        return IMAGE_WIDTH_PX, PANEL_HEIGHT_PX * panels + PANELS_MARGIN_PX
+    return IMAGE_WIDTH_PX, IMAGE_HEIGHT_PX
+
+
+async def _render_pngs(
+    figures: dict[str, tuple[go.Figure, tuple[int, int]]], browser: Path
+) -> dict[str, bytes]:
+    # Imported here so that the HTML plots and the emulator do not load the
+    # browser driver.
+    import kaleido
+    from choreographer.browsers import Chromium
+
+    class OfflineChromium(Chromium):
+        def get_cli(self) -> list[str]:
+            return [*super().get_cli(), *OFFLINE_CHROMIUM_FLAGS]
+
+    images = {}
+    async with kaleido.Kaleido(
+        path=str(browser),
+        browser_cls=OfflineChromium,
+        mathjax=False,
+        timeout=RENDER_TIMEOUT_S,
+        enable_extensions=False,
+    ) as renderer:
+        for name, (figure, (width, height)) in figures.items():
+            images[name] = await renderer.calc_fig(
+                figure,
+                opts={"format": "png", "width": width, "height": height, "scale": 1},
+            )
+    return images
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it to `path`.
+
+    The rename replaces `path` in one step, so `path` never contains a
+    partly written file. A failure removes the temporary file, but a killed process
+    may leave it behind.
+    """
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with temporary.open("xb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_images(
+    result: dict[str, Any], directory: Path, browser: Path | None = None
+) -> list[Path]:
+    """Render the four figures as PNG files into `directory` (created).
+
+    Returns the paths of `replicas.png`, `load.png`, `kv_usage.png` and
+    `failures.png`. `browser` defaults to `find_browser()`. All four are
+    rendered before the first is written. Raises ValueError for a result
+    that `check_result` rejects, BrowserNotFoundError without a browser and
+    ImageExportError when the browser fails. Runs its own asyncio event
+    loop, so it must not be called from a coroutine.
+    """
+    from choreographer.errors import BrowserClosedError, BrowserFailedError
+    from kaleido.errors import JavascriptError, KaleidoError
+
+    check_result(result)
+    browser = browser if browser is not None else find_browser()
+    figures = {
+        name: (figure, _image_size(name, result))
+        for name, figure in _figures(result).items()
+    }
+    try:
+        images = asyncio.run(_render_pngs(figures, browser))
+    except TimeoutError as exc:
+        raise ImageExportError(
+            f"rendering a figure with {browser} timed out after {RENDER_TIMEOUT_S} s"
+        ) from exc
+    except (BrowserFailedError, BrowserClosedError) as exc:
+        # choreographer's message is a tuple of sentences that suggests
+        # downloading Chrome, which this project never does.
+        raise ImageExportError(
+            f"browser {browser} failed to start or closed while rendering; "
+            f"check that `{browser} --headless --version` runs"
+        ) from exc
+    except (KaleidoError, JavascriptError) as exc:
+        raise ImageExportError(f"rendering with {browser} failed: {exc}") from exc
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, data in images.items():
+        path = directory / f"{name}.png"
+        _write_atomically(path, data)
         paths.append(path)
     return paths
