@@ -100,9 +100,9 @@ class Demand:
     running requests over the control period. Token lengths are averages
     over the last five minutes, None before the first completion.
     `gateway_arrival_rate` is the rate of requests the router received over
-    the last minute, rejected ones included, as the gateway's
-    `inference_objective_request_total` counter gives it; None before two
-    samples.
+    the last minute, rejected ones included. The console reads the same
+    rate from the gateway's request counter plus its capacity rejections.
+    None before two samples.
     """
 
     arrival_rate: float

@@ -143,6 +143,7 @@ class WvaPolicy:
             "completion_rate": demand.completion_rate,
             "avg_input_tokens": self.last_tokens[0],
             "avg_output_tokens": self.last_tokens[1],
+            "includes_rejected": demand.gateway_arrival_rate is not None,
         }
 
     def state_json(self, observation: Observation) -> dict[str, Any]:

@@ -75,6 +75,13 @@ SATURATED_GROWTH = 2.0
 # request/s of capacity is over this multiple of the best live variant's.
 POOR_VALUE_RATIO = 5.0
 
+# The dead band reaches this fraction below the demand at
+# `scale_up_headroom`, like the HPA's 10% tolerance. A shortfall smaller
+# than that still leaves most of the headroom. Filling it exactly would buy
+# the cheapest replica that covers it, often one of poor value per
+# request/s, and a new one each time the capacity estimate moves.
+SCALE_UP_TOLERANCE = 0.05
+
 
 @dataclass(frozen=True)
 class WvaDecision:
@@ -152,6 +159,7 @@ class _Sizing:
     arrival_rate: float
     shape: TokenShape
     service_class: ServiceClass
+    includes_rejected: bool = False
 
 
 def _sizing_inputs(
@@ -178,7 +186,7 @@ def _sizing_inputs(
         return "no_demand:token_lengths"
     shape = TokenShape(input_tokens, output_tokens)
     best = min(classes, key=lambda c: (c.priority, c.name))
-    return _Sizing(arrival, shape, best)
+    return _Sizing(arrival, shape, best, demand.includes_rejected)
 
 
 def _last_increase_within(variant: VariantState, now_s: float, window_s: float) -> bool:
@@ -403,10 +411,14 @@ def _prepare_slo(
             )
         )
     required = max(0.0, sizing.arrival_rate / settings.scale_up_headroom - fixed)
-    if rules.saturated and rules.non_saturated_count == 0:
+    if (
+        rules.saturated
+        and rules.non_saturated_count == 0
+        and not sizing.includes_rejected
+    ):
         # Requests rejected at the router never reach a replica's counters,
-        # so the measured demand of a model whose every replica is saturated
-        # is only a lower bound.
+        # so without the gateway's count the measured demand of a model
+        # whose every replica is saturated is only a lower bound.
         ready = math.fsum(
             capacities.get(p.variant.name, 0.0) * len(p.signals.ready) for p in plans
         )
@@ -446,7 +458,8 @@ def _hold_in_dead_band(
         p.variant.name: p.variant.current_replicas - len(p.signals.stuck) for p in plans
     }
     supply = math.fsum(capacities[m.name] * live[m.name] for m in members)
-    low = sizing.arrival_rate / settings.scale_up_headroom - fixed
+    low = (1.0 - SCALE_UP_TOLERANCE) * sizing.arrival_rate / settings.scale_up_headroom
+    low -= fixed
     high = sizing.arrival_rate / settings.scale_down_headroom - fixed
     if not low <= supply <= high:
         return members

@@ -89,6 +89,9 @@ class Demand:
     """Demand of one model, each value `None` when unknown or not finite.
 
     `non_finite` names the fields whose value was NaN or infinite.
+    `includes_rejected` is true when `arrival_rate` counts the requests
+    the gateway rejected too (its request counter was read), so it is not
+    only what the replicas served.
     """
 
     arrival_rate: float | None = None
@@ -96,6 +99,7 @@ class Demand:
     avg_output_tokens: float | None = None
     completion_rate: float | None = None
     non_finite: tuple[str, ...] = ()
+    includes_rejected: bool = False
 
 
 @dataclass(frozen=True)
@@ -686,6 +690,7 @@ def _demand(value: Any) -> dict[str, Demand]:
             avg_output_tokens=_optional_sample(obj, "avg_output_tokens", path),
             completion_rate=_optional_sample(obj, "completion_rate", path),
             non_finite=non_finite,
+            includes_rejected=_boolean(obj, "includes_rejected", path, False),
         )
     return result
 

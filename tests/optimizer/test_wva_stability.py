@@ -116,6 +116,21 @@ def test_all_saturated_doubles_ready_capacity() -> None:
     assert "scale_up:saturated_growth" in result["A"].reasons
 
 
+def test_gateway_count_sizes_saturated_model() -> None:
+    # Given the same two saturated replicas, but a demand that includes the
+    # requests the gateway rejected: it is the whole load, not a lower bound.
+    h100 = variant(
+        "A", "H100-80GB", [pod("a1", 0.95, 9), pod("a2", 0.95, 9)], profile=FAST
+    )
+    rate = 2.0 * capacity(FAST)
+    demand = {"arrival_rate": rate, "includes_rejected": True, **TOKENS}
+
+    result = decide(h100, demand=demand)
+
+    assert result["A"].target_replicas == 3
+    assert "scale_up:saturated_growth" not in result["A"].reasons
+
+
 def test_one_unsaturated_replica_sizes_by_demand() -> None:
     h100 = variant(
         "A", "H100-80GB", [pod("a1", 0.95, 9), pod("a2", 0.3, 0)], profile=FAST
@@ -245,6 +260,34 @@ def test_dead_band_holds_small_demand_change() -> None:
     assert result["A"].target_replicas == 2
     assert result["B"].target_replicas == 0
     assert "dead_band" in result["A"].reasons
+
+
+def two_h100_short_by(shortfall: float) -> dict[str, WvaDecision]:
+    # Two H100 replicas whose capacity is `shortfall` below the demand at
+    # the 0.85 scale-up headroom, and an L40S of low capacity that could
+    # fill a small gap.
+    h100 = variant(
+        "A", "H100-80GB", [pod("a1", 0.3, 0), pod("a2", 0.3, 0)], profile=FAST
+    )
+    l40s = variant("B", "L40S", [], profile=SLOW)
+    rate = 2.0 * capacity(FAST) * 0.85 / (1.0 - shortfall)
+    return decide(h100, l40s, demand={"arrival_rate": rate, **TOKENS})
+
+
+def test_shortfall_within_tolerance_holds() -> None:
+    result = two_h100_short_by(0.04)
+
+    assert result["A"].target_replicas == 2
+    assert result["B"].target_replicas == 0
+    assert "dead_band" in result["A"].reasons
+
+
+def test_shortfall_past_tolerance_scales_up() -> None:
+    result = two_h100_short_by(0.06)
+
+    added = result["A"].target_replicas - 2 + result["B"].target_replicas
+    assert added >= 1
+    assert "dead_band" not in result["A"].reasons
 
 
 @pytest.mark.parametrize(
