@@ -22,7 +22,7 @@ from fleetsim.emulator import Emulator
 from tests.control.fakes import NOW, FakeKube, FakeMetrics, FakePod
 from wva_web.catalog.models import InferenceModel, Policy
 from wva_web.control import cycle_demand, cycle_wva
-from wva_web.control.cycle import CycleService
+from wva_web.control.cycle import CycleService, scrape_targets
 from wva_web.control.cycle_view import VariantView
 from wva_web.control.models import (
     ActionState,
@@ -32,6 +32,8 @@ from wva_web.control.models import (
     ScaleAction,
     VariantState,
 )
+from wva_web.dashboard import explain
+from wva_web.integrations.kube import Actuator
 
 PODS = ("a1", "a2", "a3", "b1", "b2")
 # Latency profiles of L40S and H100-80GB (data/accelerators.csv), in ms.
@@ -330,6 +332,141 @@ def test_learned_bound_reaches_policy(model: InferenceModel) -> None:
     assert profiles["a"]["learned_compute_tokens"] == 40000.0
     assert "learned_compute_tokens" not in profiles["b"]
     assert document["demand"] == {}
+
+
+# The gateway's request rate.
+
+
+def views_at(
+    kube: FakeKube, model: InferenceModel, metrics: FakeMetrics, when: dt.datetime
+) -> list[VariantView]:
+    """Read the model's variants and samples as a cycle at `when` reads them."""
+    kube.clock = when
+    metrics.at = when
+    actuator = Actuator(apps=kube, core=kube, autoscaling=kube, dry_run=False)
+    views = []
+    for variant in model.variants.order_by("name"):
+        view = VariantView(
+            variant=variant,
+            current=actuator.read_replicas(variant),
+            pods=actuator.list_pods(variant),
+        )
+        view.samples = metrics.scrape(scrape_targets(view, needs_endpoint=False))
+        views.append(view)
+    return views
+
+
+def gateway_demand(
+    model: InferenceModel,
+    kube: FakeKube,
+    run_cycle: Any,
+    gateway_rates: dict[str, float] | None,
+) -> cycle_demand.ModelDemand:
+    """Measure 5 requests/s at the pods, with `gateway_rates` from the gateway."""
+    run_cycle(source(uniform(100)), at(0))
+    views = views_at(kube, model, source(uniform(130)), at(30))
+    return cycle_demand.model_demand(model, views, at(30), gateway_rates)
+
+
+def test_gateway_rate_above_pods_observed(
+    model: InferenceModel, kube: FakeKube, run_cycle: Any
+) -> None:
+    # Given the gateway counts 9 requests/s while the pods finish 5.
+    demand = gateway_demand(model, kube, run_cycle, {"M": 9.0})
+    # Then the observed rate is the gateway's, and both are recorded.
+    recorded = demand.as_json()
+    assert recorded["observed_arrival_rate"] == pytest.approx(9.0)
+    assert recorded["pod_arrival_rate"] == pytest.approx(5.0)
+    assert recorded["gateway_arrival_rate"] == pytest.approx(9.0)
+    # And the smoothing runs on it.
+    assert demand.smoothed_rate == pytest.approx(9.0)
+    assert recorded["arrival_rate"] >= 9.0
+    # And the policy is told the rate counts rejected requests.
+    assert demand.state_json()["includes_rejected"] is True
+
+
+def test_gateway_rate_below_pods_ignored(
+    model: InferenceModel, kube: FakeKube, run_cycle: Any
+) -> None:
+    # Given the gateway counts fewer requests than the pods finish.
+    demand = gateway_demand(model, kube, run_cycle, {"M": 2.0})
+    # Then the pods' rate is observed, and the gateway's is still recorded.
+    recorded = demand.as_json()
+    assert recorded["observed_arrival_rate"] == pytest.approx(5.0)
+    assert recorded["pod_arrival_rate"] == pytest.approx(5.0)
+    assert recorded["gateway_arrival_rate"] == pytest.approx(2.0)
+    assert demand.smoothed_rate == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize(
+    "gateway_rates", [None, {}, {"other-model": 50.0}], ids=["none", "empty", "other"]
+)
+def test_without_gateway_rate_pods_alone(
+    model: InferenceModel,
+    kube: FakeKube,
+    run_cycle: Any,
+    gateway_rates: dict[str, float] | None,
+) -> None:
+    # Given no gateway rate for model M.
+    demand = gateway_demand(model, kube, run_cycle, gateway_rates)
+    # Then the demand is the pods' alone, as without a gateway.
+    recorded = demand.as_json()
+    assert recorded["observed_arrival_rate"] == pytest.approx(5.0)
+    assert recorded["pod_arrival_rate"] == pytest.approx(5.0)
+    assert recorded["gateway_arrival_rate"] is None
+    assert demand.smoothed_rate == pytest.approx(5.0)
+    assert demand.state_json()["includes_rejected"] is False
+
+
+def test_gateway_rate_keeps_unknown_demand(
+    model: InferenceModel, kube: FakeKube
+) -> None:
+    # Given pods without an earlier sample, so their demand is unknown.
+    views = views_at(kube, model, source(uniform(100)), at(0))
+    # When the gateway counts requests for the model.
+    demand = cycle_demand.model_demand(model, views, at(0), {"M": 9.0})
+    # Then the demand stays unknown and sends no rate.
+    assert not demand.known
+    assert demand.sent_arrival_rate is None
+    assert demand.as_json()["pod_arrival_rate"] is None
+
+
+def test_gateway_sized_demand_explained(
+    model: InferenceModel, kube: FakeKube, run_cycle: Any
+) -> None:
+    # Given a decision whose demand came from the gateway.
+    higher = gateway_demand(model, kube, run_cycle, {"M": 9.0}).as_json()
+    # Then its explanation names the gateway as the source.
+    keys = [fact.key for fact in explain.input_facts({"demand": higher})]
+    assert "gateway_arrival_rate" in keys
+    assert "observed_from_gateway" in keys
+    # And a gateway rate below the pods' adds no such line.
+    lower = dict(higher, gateway_arrival_rate=2.0)
+    keys = [fact.key for fact in explain.input_facts({"demand": lower})]
+    assert "observed_from_gateway" not in keys
+
+
+class GatewayMetrics(FakeMetrics):
+    """FakeMetrics with the gateway's request rates of a Prometheus source."""
+
+    def __init__(self, pods: dict[str, str], rates: dict[str, float]) -> None:
+        super().__init__(pods)
+        self.gateway_request_rates = rates
+
+
+def test_cycle_passes_gateway_rate(model: InferenceModel, run_cycle: Any) -> None:
+    # Given pods at 5 requests/s and a gateway that counts 9 for model M.
+    run_cycle(source(uniform(100)), at(0))
+    bodies = {pod: counters_body(130) for pod in PODS}
+    # When the cycle runs with that metric source.
+    cycle = run_cycle(GatewayMetrics(bodies, {"M": 9.0}), at(30))
+    # Then the stored demand observed the gateway's rate.
+    sample = demand_of(cycle)
+    assert sample.arrival_rate == pytest.approx(9.0)
+    demand = decision(cycle, "a").analysis["inputs"]["demand"]
+    assert demand["pod_arrival_rate"] == pytest.approx(5.0)
+    assert demand["gateway_arrival_rate"] == pytest.approx(9.0)
+    assert cycle.inputs["gateway_request_rates"] == {"M": 9.0}
 
 
 # The emulated cluster.

@@ -38,7 +38,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -306,12 +306,16 @@ class CycleService:
         free, run.free_gpus = cycle_placement.free_gpus(
             run.views.values(), run.inventory
         )
+        # The gateway's request rates by model, when the metric source reads them.
+        gateway_rates = getattr(self.metrics_source, "gateway_request_rates", None)
         for views in by_model.values():
             model = views[0].variant.model
-            summary, decided = analyse_model(model, views, desired, free, run.now)
+            summary, decided = analyse_model(
+                model, views, desired, free, run.now, gateway_rates=gateway_rates
+            )
             cycle_limits.explain_limits(views, decided, run.cool)
             stuck_only = scale_up_only_from_stuck(
-                model, views, desired, decided, free, run.now
+                model, views, desired, decided, free, run.now, gateway_rates
             )
             cycle_placement.place_model(views, decided, free, rules, stuck_only)
             for view in views:
@@ -370,6 +374,9 @@ class CycleService:
         pools = getattr(self.metrics_source, "pools", None)
         if pools:
             inputs["inference_pools"] = pools
+        gateway_rates = getattr(self.metrics_source, "gateway_request_rates", None)
+        if gateway_rates:
+            inputs["gateway_request_rates"] = gateway_rates
         return inputs
 
     def _store_variant(self, run: CycleRun, view: VariantView, status: str) -> None:
@@ -770,6 +777,7 @@ def analyse_model(
     free: cycle_placement.FreeGpus,
     now: datetime,
     extra_excluded: frozenset[str] = frozenset(),
+    gateway_rates: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, Any], dict[int, VariantDecision]]:
     """Run the model's policy: `wva`, `hpa` or `wva-v1`.
 
@@ -777,11 +785,12 @@ def analyse_model(
     one-minute peaks of its pods in `analysis["peaks"]`. Under `wva` or
     `wva-v1`, a model with a workload that could not be read keeps its
     counts. Under `hpa` only that variant keeps its count, because each
-    HPA scales its own workload.
+    HPA scales its own workload. `gateway_rates` contains the gateway's
+    request rate by model name, which `wva` adds to its measured demand.
     """
     policy = cycle_wva.model_policy(model)
     summary, decided = run_policy(
-        policy, model, views, desired, free, now, extra_excluded
+        policy, model, views, desired, free, now, extra_excluded, gateway_rates
     )
     summary.setdefault("policy", policy)
     slo_totals(summary, views, decided)
@@ -806,6 +815,7 @@ def run_policy(
     free: cycle_placement.FreeGpus,
     now: datetime,
     extra_excluded: frozenset[str],
+    gateway_rates: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, Any], dict[int, VariantDecision]]:
     if policy == Policy.HPA:
         return analyse_model_hpa(views, now, extra_excluded)
@@ -813,7 +823,7 @@ def run_policy(
     if policy == Policy.WVA and readable:
         try:
             return cycle_wva.analyse_model_wva(
-                model, views, desired, free, now, extra_excluded
+                model, views, desired, free, now, extra_excluded, gateway_rates
             )
         except InputError as exc:
             # An invalid state stops only this model's changes, not the cycle.
@@ -907,6 +917,7 @@ def scale_up_only_from_stuck(
     decided: dict[int, VariantDecision],
     free: cycle_placement.FreeGpus,
     now: datetime,
+    gateway_rates: Mapping[str, float] | None = None,
 ) -> bool:
     """Tell whether the model's scale-up disappears without its stuck replicas.
 
@@ -920,7 +931,7 @@ def scale_up_only_from_stuck(
     )
     if not stuck or not growing:
         return False
-    _, without = analyse_model(model, views, desired, free, now, stuck)
+    _, without = analyse_model(model, views, desired, free, now, stuck, gateway_rates)
     return not any(
         view.current is not None and without[view.variant.pk].target > view.current
         for view in views

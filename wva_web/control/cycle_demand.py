@@ -10,6 +10,11 @@ cycle's sample and the pod's previous stored sample:
 - arrival rate: completion rate plus the growth of waiting and running
   requests over the interval, at least 0.
 
+Requests that the gateway rejects while every replica is saturated never
+reach a pod, so the pods' counters miss them. When the metric source reads
+the gateway's request rate for the model (`gateway_rates` of
+`model_demand`), the observed arrival rate is the larger of the two.
+
 A pod whose counters went back (a restart) is left out of the rates. A
 window in which no request finished is "no traffic": completion rate 0
 and the token lengths last measured. The demand is unknown when a ready
@@ -145,6 +150,11 @@ class ModelDemand:
     # over the hold window or its significant trend projected ahead.
     smoothed_rate: float | None = None
     sized_rate: float | None = None
+    # The two observations behind `arrival_rate` once the demand is known:
+    # the pods' counters, and the gateway's request counter (None when the
+    # metric source reads none for the model).
+    pod_arrival_rate: float | None = None
+    gateway_arrival_rate: float | None = None
 
     @property
     def sent_arrival_rate(self) -> float | None:
@@ -164,6 +174,9 @@ class ModelDemand:
             "completion_rate": self.completion_rate,
             "avg_input_tokens": self.avg_input_tokens,
             "avg_output_tokens": self.avg_output_tokens,
+            # With the gateway's count the rate is not only what the replicas
+            # served, so `wva` needs no blind growth of a saturated fleet.
+            "includes_rejected": self.gateway_arrival_rate is not None,
         }
 
     def as_json(self) -> dict[str, Any]:
@@ -175,6 +188,8 @@ class ModelDemand:
             "interval_s": self.interval_s,
             "completion_rate": self.completion_rate,
             "observed_arrival_rate": self.arrival_rate,
+            "pod_arrival_rate": self.pod_arrival_rate,
+            "gateway_arrival_rate": self.gateway_arrival_rate,
             "forecast_rate": forecast.projected if forecast else None,
             "trend_per_s": forecast.trend_per_s if forecast else None,
             "smoothed_rate": self.smoothed_rate,
@@ -404,12 +419,36 @@ def last_token_lengths(model: InferenceModel) -> tuple[float | None, float | Non
     return (row[0], row[1]) if row else (None, None)
 
 
+def include_gateway_rate(demand: ModelDemand, gateway_rate: float | None) -> None:
+    """Record the pods' and the gateway's rates, and observe the larger one.
+
+    NOTE: a demand that the pods leave unknown (no ready pod with counters,
+    say) stays unknown even when the gateway counts requests for the model.
+    """
+    if not demand.known or demand.arrival_rate is None:
+        return
+    demand.pod_arrival_rate = demand.arrival_rate
+    if gateway_rate is None or not math.isfinite(gateway_rate) or gateway_rate < 0:
+        return
+    demand.gateway_arrival_rate = gateway_rate
+    demand.arrival_rate = max(demand.arrival_rate, gateway_rate)
+
+
 def model_demand(
-    model: InferenceModel, views: list[VariantView], now: datetime
+    model: InferenceModel,
+    views: list[VariantView],
+    now: datetime,
+    gateway_rates: Mapping[str, float] | None = None,
 ) -> ModelDemand:
-    """Measure the model's demand now and forecast its arrival rate."""
+    """Measure the model's demand now and forecast its arrival rate.
+
+    `gateway_rates` contains the gateway's request rate by model name, as
+    the Prometheus metric source reads it. Without one for this model, the
+    demand comes from the pods alone.
+    """
     previous = previous_counters(views, now)
     demand = measure_demand(views, previous, now, last_token_lengths(model))
+    include_gateway_rate(demand, (gateway_rates or {}).get(model.name))
     if demand.known and demand.arrival_rate is not None:
         history = [*demand_history(model, now), (now.timestamp(), demand.arrival_rate)]
         # The same smoothing as the fleet simulator's `wva`, so a comparison

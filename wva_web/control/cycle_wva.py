@@ -20,6 +20,7 @@ replicas, which are left out like in `wva-v1`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -88,11 +89,14 @@ def learned_compute_tokens(views: list[VariantView]) -> dict[int, float]:
 
 
 def model_history(
-    model: InferenceModel, views: list[VariantView], now: datetime
+    model: InferenceModel,
+    views: list[VariantView],
+    now: datetime,
+    gateway_rates: Mapping[str, float] | None = None,
 ) -> ModelHistory:
     """Read the model's demand, recent scale events and learned compute bounds."""
     return ModelHistory(
-        demand=cycle_demand.model_demand(model, views, now),
+        demand=cycle_demand.model_demand(model, views, now, gateway_rates),
         scale_events=scale_events(views, now, WvaSettings().stabilization_s),
         learned_compute_tokens=learned_compute_tokens(views),
     )
@@ -336,17 +340,19 @@ def analyse_model_wva(
     free: FreeGpus,
     now: datetime,
     extra_excluded: frozenset[str] = frozenset(),
+    gateway_rates: Mapping[str, float] | None = None,
 ) -> tuple[dict[str, Any], dict[int, VariantDecision]]:
     """Run `wva` over all variants of one model whose workloads were all read.
 
     Pods in `extra_excluded` are left out like pods that are not capacity.
-    The model's demand, recent scale events and learned compute bounds are
-    read first (`model_history`). While a ready replica has no valid sample,
+    The model's demand (with `gateway_rates`, the gateway's request rate by
+    model name), recent scale events and learned compute bounds are read
+    first (`model_history`). While a ready replica has no valid sample,
     no variant of the model is reduced. Raises `optimizer.state.InputError`
     when the catalogue yields an invalid state. The cycle then keeps that
     model's counts, with the error as reason.
     """
-    history = model_history(model, views, now)
+    history = model_history(model, views, now, gateway_rates)
     document = state_json(model, views, desired, free, now, extra_excluded, history)
     result = decide_wva(parse_state(document))
     summary = model_summary(model, result)

@@ -32,6 +32,8 @@ from wva_web.dashboard.reasons import reason_text
 # alone, because both kinds appear side by side in one table.
 DEMAND_INPUTS = (
     ("observed_arrival_rate", "model: demand observed", "req/s"),
+    ("pod_arrival_rate", "model: demand observed at the pods", "req/s"),
+    ("gateway_arrival_rate", "model: demand observed at the gateway", "req/s"),
     ("forecast_rate", "model: demand forecast", "req/s"),
     ("arrival_rate", "model: demand used for sizing", "req/s"),
     ("completion_rate", "model: completion rate", "req/s"),
@@ -267,11 +269,27 @@ def demand_of(analysis: dict[str, Any]) -> dict[str, Any]:
     return _mapping(analysis.get("demand")) or _mapping(model.get("demand"))
 
 
+def gateway_sized(demand: dict[str, Any]) -> bool:
+    """Tell whether the gateway's request rate, above the pods', was observed."""
+    gateway = _number(demand.get("gateway_arrival_rate"))
+    pods = _number(demand.get("pod_arrival_rate"))
+    return gateway is not None and pods is not None and gateway > pods
+
+
 def input_facts(analysis: dict[str, Any]) -> list[Fact]:
     """List the inputs of one decision: demand, model summary, then the variant's."""
     model = _mapping(analysis.get("model"))
     inputs = _mapping(analysis.get("inputs"))
-    facts = _facts(demand_of(analysis), DEMAND_INPUTS, frozenset())
+    demand = demand_of(analysis)
+    facts = _facts(demand, DEMAND_INPUTS, frozenset())
+    if gateway_sized(demand):
+        facts.append(
+            Fact(
+                "observed_from_gateway",
+                "model: demand observed taken from",
+                "the gateway's request rate, which is above the pods' rate",
+            )
+        )
     facts += _facts(model, MODEL_INPUTS, SHOWN_ELSEWHERE)
     facts += _facts(inputs, VARIANT_INPUTS, SHOWN_ELSEWHERE)
     extra = {k: v for k, v in analysis.items() if k not in NOT_INPUTS}

@@ -5,7 +5,8 @@ pod (`metrics.ScrapeMetricsSource`). It sends one instant PromQL query per
 cycle to `/api/v1/query`. The query joins the per-pod one-minute peaks of
 the vLLM gauges, the latest counter totals, each pod's newest sample
 timestamp and the gateway's inference-pool averages. Pods are matched by
-the `namespace` and `pod` labels that Kubernetes pod discovery gives.
+the `namespace` and `pod` labels that Kubernetes pod discovery gives. A
+second query reads the gateway's request rate per model (`read_gateway_rates`).
 
 The module calls the API with `requests`, which the console already uses.
 One POST with a form body and one JSON vector back is the whole protocol
@@ -61,6 +62,42 @@ KV_OLD = "gpu_cache_usage_perc"
 POOL_QUEUE = "inference_pool_average_queue_size"
 POOL_KV = "inference_pool_average_kv_cache_utilization"
 POOL_FIELDS = (POOL_QUEUE, POOL_KV)
+
+# Counters of the gateway's endpoint picker (Gateway API Inference
+# Extension), by key of the gateway query. Releases that served
+# InferenceModel objects name them `inference_model_*`. A model's series
+# under the newer name is used alone when it exists.
+GATEWAY_REQUESTS = "gateway_requests"
+GATEWAY_REQUESTS_OLDER = "gateway_requests_older"
+GATEWAY_REJECTED = "gateway_rejected"
+GATEWAY_REJECTED_OLDER = "gateway_rejected_older"
+GATEWAY_SERIES = {
+    GATEWAY_REQUESTS: "inference_objective_request_total",
+    GATEWAY_REQUESTS_OLDER: "inference_model_request_total",
+    GATEWAY_REJECTED: "inference_objective_request_error_total",
+    GATEWAY_REJECTED_OLDER: "inference_model_request_error_total",
+}
+# The picker counts a request in `*_request_total` only once it has chosen
+# a pod for it. A request that it rejects for lack of capacity (HTTP 429,
+# or 503 when the pool has no pod) is counted in `*_request_error_total`
+# alone, with one of these `error_code` values. Source: pkg/epp/handlers
+# and pkg/epp/requestcontrol of gateway-api-inference-extension.
+CAPACITY_ERROR_CODES = (
+    "ResourceExhausted",
+    "InferencePoolResourceExhausted",
+    "ServiceUnavailable",
+)
+# The gateway's counters label a request with the model the client named
+# (`model_name`) and the model the picker sends it to after any rewrite
+# (`target_model_name`). The console names a model by the name that its
+# vLLM pods serve and report as their own `model_name` label, as the demo
+# catalogue and the emulator do. The picker writes the target name into the
+# request that reaches those pods, so the rates are grouped by
+# `target_model_name`. An alias that the gateway splits over two served
+# models then counts towards each of them, not towards a name that no
+# variant serves.
+GATEWAY_MODEL_LABEL = "target_model_name"
+GATEWAY_RATE_WINDOW = "1m"
 
 # Gauges read as their one-minute peak, by key.
 PEAK_SERIES = {
@@ -183,6 +220,67 @@ def pool_query(namespaces: Iterable[str]) -> str:
     return " or ".join(parts)
 
 
+def gateway_query(namespaces: Iterable[str]) -> str:
+    """Build the query of the gateway's request rates per served model.
+
+    It has one part per key of GATEWAY_SERIES: the admitted requests and
+    the requests rejected for lack of capacity, under both metric names.
+    """
+    known = sorted(set(namespaces) - {""})
+    namespace_matchers = []
+    if known:
+        namespace_matchers.append(
+            f"namespace=~{promql_string(regex_alternation(known))}"
+        )
+    codes = promql_string(regex_alternation(CAPACITY_ERROR_CODES))
+    parts = []
+    for key, series in GATEWAY_SERIES.items():
+        matchers = list(namespace_matchers)
+        if key in (GATEWAY_REJECTED, GATEWAY_REJECTED_OLDER):
+            matchers.append(f"error_code=~{codes}")
+        selector = "{" + ", ".join(matchers) + "}" if matchers else ""
+        rate = (
+            f"sum by ({GATEWAY_MODEL_LABEL}) "
+            f"(rate({series}{selector}[{GATEWAY_RATE_WINDOW}]))"
+        )
+        parts.append(tagged(key, rate))
+    return " or ".join(parts)
+
+
+def gateway_rates(payload: Any) -> tuple[dict[str, float], list[str]]:
+    """Return the request rate per served model and the models left out.
+
+    A model's rate is its admitted requests plus its rejected ones per
+    second, each from the newer metric name when the model has a series of
+    it. A model whose rate is NaN, infinite or negative is left out. Series
+    without a model name are skipped: older pickers reject a request before
+    they record its model. Raises PrometheusQueryError on an invalid response.
+    """
+    by_key: dict[str, dict[str, float]] = {}
+    for labels, value, _ in vector_rows(payload):
+        model = labels.get(GATEWAY_MODEL_LABEL, "")
+        if model:
+            by_key.setdefault(labels.get(FIELD_LABEL, ""), {})[model] = value
+    models = set().union(*by_key.values()) if by_key else set()
+    rates: dict[str, float] = {}
+    invalid: list[str] = []
+    for model in sorted(models):
+        total = 0.0
+        for newer, older in (
+            (GATEWAY_REQUESTS, GATEWAY_REQUESTS_OLDER),
+            (GATEWAY_REJECTED, GATEWAY_REJECTED_OLDER),
+        ):
+            value = by_key.get(newer, {}).get(model)
+            if value is None:
+                value = by_key.get(older, {}).get(model, 0.0)
+            total += value
+        if math.isfinite(total) and total >= 0:
+            rates[model] = total
+        else:
+            invalid.append(model)
+    return rates, invalid
+
+
 def check_value(name: str, value: float) -> str:
     """Return the sample status of one value: ok, non_finite or out_of_range."""
     if not math.isfinite(value):
@@ -240,7 +338,9 @@ class PrometheusMetricsSource:
     `retries` times with a doubling backoff from `backoff_s`, so a scrape
     ends within about `(retries + 1) * 2 * timeout_s` plus the backoff.
     After each scrape, `pools` contains the gateway's inference-pool
-    averages by "namespace/name", or is empty when none are exported.
+    averages by "namespace/name", and `gateway_request_rates` the gateway's
+    request rate per served model in requests/s. Each is empty when the
+    gateway exports none or its query fails.
     """
 
     # Series are matched by namespace and pod name, so pods need no address.
@@ -268,8 +368,8 @@ class PrometheusMetricsSource:
         self.stale_after_s = stale_after_s
         self.clock = clock or (lambda: datetime.now(UTC))
         self.sleep = sleep
-        # NOTE: the control cycle does not yet copy `pools` into its inputs.
         self.pools: dict[str, dict[str, float | None]] = {}
+        self.gateway_request_rates: dict[str, float] = {}
 
     def scrape(self, targets: Sequence[ScrapeTarget]) -> dict[str, PodMetrics]:
         """Return one PodMetrics per target, keyed by pod name."""
@@ -287,11 +387,14 @@ class PrometheusMetricsSource:
                 exc,
             )
             self.pools = {}
+            self.gateway_request_rates = {}
             return {
                 target.pod: metrics.failed_sample(target.pod, at, exc.kind, str(exc))
                 for target in targets
             }
-        self.pools = self.read_pools(target_namespace(t) for t in targets)
+        namespaces = {target_namespace(t) for t in targets}
+        self.pools = self.read_pools(namespaces)
+        self.gateway_request_rates = self.read_gateway_rates(namespaces)
         return {target.pod: self.pod_metrics(target, result, at) for target in targets}
 
     def read_pools(
@@ -309,6 +412,21 @@ class PrometheusMetricsSource:
                 entry = pools.setdefault(f"{namespace}/{pool}", {})
                 entry[name] = value if math.isfinite(value) else None
         return pools
+
+    def read_gateway_rates(self, namespaces: Iterable[str]) -> dict[str, float]:
+        """Return the gateway's request rate by served model, {} on failure."""
+        try:
+            rates, invalid = gateway_rates(self.query(gateway_query(namespaces)))
+        except PrometheusQueryError as exc:
+            logger.warning("reading the gateway's request rates failed: %s", exc)
+            return {}
+        if invalid:
+            logger.warning(
+                "the gateway's request rate of %s is NaN, infinite or negative, "
+                "so it is left out",
+                ", ".join(invalid),
+            )
+        return rates
 
     def pod_metrics(
         self, target: ScrapeTarget, result: QueryResult, at: datetime
