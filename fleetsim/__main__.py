@@ -262,8 +262,19 @@ def compare_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         options.validate()
         # Look for the browser first, because the run can take minutes.
         browser = find_browser() if args.images is not None else None
+        # Make the output folders now, so a run of minutes is not lost to a
+        # missing or read-only folder at the end.
+        for folder in (
+            args.json.parent if args.json is not None else None,
+            args.plots,
+            args.images,
+        ):
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
     except (ValueError, BrowserNotFoundError) as exc:
         parser.exit(2, f"python -m fleetsim compare: error: {exc}\n")
+    except OSError as exc:
+        parser.exit(2, f"python -m fleetsim compare: error: output folder: {exc}\n")
     bar = None
     progress = None
     if sys.stderr.isatty():
@@ -291,7 +302,15 @@ def compare_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
             bar.close()
     print(format_table(result, markdown=args.markdown))
     if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+        # A temporary name and a rename, so a failed write leaves no half file.
+        partial = args.json.with_name(args.json.name + ".partial")
+        try:
+            partial.write_text(json.dumps(result, indent=1) + "\n")
+            partial.replace(args.json)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            parser.exit(1, f"python -m fleetsim compare: error: --json: {exc}\n")
+        print(f"wrote {args.json}")
     if args.plots is not None:
         for path in write_plots(result, args.plots):
             print(f"wrote {path}")

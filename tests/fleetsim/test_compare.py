@@ -158,6 +158,37 @@ def test_cli_writes_json_fields(tmp_path, capsys):
     assert (tmp_path / "plots" / "replicas.html").is_file()
 
 
+def test_cli_makes_json_folder(tmp_path, capsys):
+    out = tmp_path / "new" / "deeper" / "result.json"
+    status = main(
+        [
+            "compare", "--trace", "azure-code", "--scale", "1",
+            "--fleet", str(fleet_file(tmp_path)), "--policies", "oracle",
+            "--duration", "60", "--json", str(out),
+        ]
+    )  # fmt: skip
+    assert status == 0
+    assert "oracle" in json.loads(out.read_text())["policies"]
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert not out.with_name("result.json.partial").exists()
+
+
+def test_cli_unwritable_folder_fails_first(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "compare", "--trace", "azure-code", "--policies", "oracle",
+                "--json", str(blocker / "result.json"),
+            ]
+        )  # fmt: skip
+    assert exit_info.value.code == 2
+    err = capsys.readouterr()
+    assert "output folder" in err.err
+    assert "goodput_rps" not in err.out
+
+
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
