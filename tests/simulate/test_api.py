@@ -68,6 +68,13 @@ def test_api_create_with_defaults(people: People) -> None:
         ({"trace": "nope"}, "trace", "unknown trace 'nope'"),
         ({"policies": ["hpa"]}, "policies", "unknown policy 'hpa'"),
         ({"duration_s": 100000}, "duration_s", "duration 100000 s is out of range"),
+        (
+            {"duration_s": 99999999},
+            "duration_s",
+            "duration 99999999 s is out of range: use 60 to 3600 s",
+        ),
+        ({"scale": True}, "scale", "scale true is not a number"),
+        ({"seed": False}, "seed", "seed false is not an integer"),
         ({"replicas": 2}, "replicas", "unknown option 'replicas'"),
     ],
 )
@@ -76,6 +83,22 @@ def test_api_create_rejects_value(
 ) -> None:
     response = api(people, "operator").post(URL, body, format="json")
     assert response.status_code == 400
+    assert response.json()[field][0].startswith(message)
+    assert not ComparisonRun.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ("scale", "scale is null: send a number"),
+        ("duration_s", "duration_s is null: send a number of seconds"),
+        ("seed", "seed is null: send an integer"),
+    ],
+)
+def test_api_create_rejects_null(people: People, field: str, message: str) -> None:
+    response = api(people, "operator").post(URL, {**BODY, field: None}, format="json")
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
     assert response.json()[field][0].startswith(message)
     assert not ComparisonRun.objects.exists()
 

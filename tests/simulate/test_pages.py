@@ -6,12 +6,14 @@ from typing import Any
 
 import pytest
 from django.urls import reverse
+from django.utils.html import escape
 
 from tests.simulate.conftest import SHORT, People, add_plot, make_run
 from wva_web.control.models import AuditLog
 from wva_web.dashboard.queries import audit_object
 from wva_web.simulate import runs
 from wva_web.simulate.models import ComparisonRun, RunStatus
+from wva_web.simulate.options import POLICIES, POLICY_DESCRIPTIONS
 
 LIST_URL = "/compare/"
 VALID_FORM = {
@@ -93,6 +95,32 @@ def test_list_query_count(people: People, django_assert_max_num_queries: Any) ->
     assert response.content.count(b'data-run-id="') == 5
 
 
+def test_form_shows_defaults_and_descriptions(people: People) -> None:
+    text = people.client("operator").get(LIST_URL).content.decode()
+    assert 'placeholder="1"' in text
+    assert 'placeholder="600"' in text
+    assert "Empty means the default, 600." in text
+    assert "Load factor above 0, at most 10. Empty means the default, 1." in text
+    assert "Empty means the default, 1." in text
+    for name in POLICIES:
+        assert f'data-policy="{name}"' in text, name
+    assert escape(POLICY_DESCRIPTIONS["oracle"]) in text
+    assert escape(POLICY_DESCRIPTIONS["hpa-kv"]) in text
+
+
+def test_form_empty_fields_take_defaults(
+    people: People, django_capture_on_commit_callbacks: Any
+) -> None:
+    form = {**VALID_FORM, "scale": "", "seed": "", "duration_s": ""}
+    with django_capture_on_commit_callbacks():
+        response = people.client("operator").post(LIST_URL, form)
+    assert response.status_code == 302
+    run = ComparisonRun.objects.get()
+    assert run.options["scale"] == 1.0
+    assert run.options["seed"] == 1
+    assert run.options["duration_s"] == 600.0
+
+
 def test_viewer_cannot_start(people: People) -> None:
     response = people.client("viewer").post(LIST_URL, VALID_FORM)
     assert response.status_code == 403
@@ -151,7 +179,12 @@ def test_detail_of_queued_run_polls(people: People) -> None:
 
 
 def test_detail_missing_run_404(people: People) -> None:
-    assert people.client("viewer").get("/compare/999/").status_code == 404
+    response = people.client("viewer").get("/compare/9999/")
+    text = response.content.decode()
+    assert response.status_code == 404
+    assert "Comparison run 9999 does not exist." in text
+    assert '<a href="/compare/">All comparisons</a>' in text
+    assert 'href="/compare/"' in text.split('id="run-missing"')[0], "no nav bar"
 
 
 def test_progress_json_of_running_run(people: People) -> None:
@@ -198,6 +231,17 @@ def test_results_table_side_by_side(people: People) -> None:
     assert '<td class="num best">0</td>' in text
     assert "failed: timeout" in text
     assert '<td class="num best">0.0700</td><td class="num">n/a</td>' in text
+
+
+def test_results_cost_best_needs_attainment(people: People) -> None:
+    cheap = {**RESULT["policies"]["hpa-kv"], "slo_attainment": 0.5, "usd": 0.1}
+    result = {**RESULT, "policies": {**RESULT["policies"], "hpa-kv": cheap}}
+    run = make_run(people.users["operator"], status=RunStatus.SUCCEEDED, result=result)
+    text = people.client("viewer").get(f"/compare/{run.pk}/results/").content.decode()
+    usd_row = text.split('data-figure="usd"')[1].split("</tr>")[0]
+    assert '<td class="num">0.10</td><td class="num best">0.40</td>' in usd_row
+    note = " ".join(text.split('id="figures-note">')[1].split("</p>")[0].split())
+    assert "within 1 percentage point of the highest in this run" in note
 
 
 def test_plot_served_with_local_plotly(people: People) -> None:

@@ -79,6 +79,30 @@ def test_start_run_limit_counts_active_runs(people: People, settings: Any) -> No
 
 
 @pytest.mark.django_db(transaction=True)
+def test_start_run_limit_message_singular(people: People, settings: Any) -> None:
+    settings.WVA_COMPARE_MAX_QUEUED = 0
+    make_run(people.users["operator"])
+    with pytest.raises(runs.RunLimitReached) as caught:
+        runs.start_run(people.users["operator"], SHORT)
+    assert str(caught.value).startswith(
+        "1 comparison run is already queued or running and the limit is 1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("count", "kind", "text"),
+    [
+        (0, "", "0 comparison runs"),
+        (1, "", "1 comparison run"),
+        (2, "", "2 comparison runs"),
+        (1, "lost", "1 lost comparison run"),
+        (3, "never-started", "3 never-started comparison runs"),
+    ],
+)
+def test_count_runs_plural(count: int, kind: str, text: str) -> None:
+    assert runs.count_runs(count, kind) == text
+
+
 def test_task_stores_result_of_real_run(people: People, temp_root: Path) -> None:
     run = make_run(people.users["operator"])
     # when the task runs the simulator on 60 s of trace
@@ -297,7 +321,7 @@ def test_execute_fails_without_slot_when_eager(people: People) -> None:
     assert runs.execute_run(run.pk, can_wait=False) is runs.Outcome.FINISHED
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
-    assert run.error == "no free slot: 1 of 1 comparison runs are running"
+    assert run.error == "no free slot: 1 comparison run is running and the limit is 1"
 
 
 def test_execute_takes_second_slot(people: People, settings: Any) -> None:
@@ -326,10 +350,17 @@ def test_lost_running_run_fails(people: People) -> None:
     assert fresh.status == RunStatus.RUNNING
 
 
-def test_never_started_run_fails(people: People) -> None:
+def test_never_started_run_fails(
+    people: People, caplog: pytest.LogCaptureFixture
+) -> None:
     old = timezone.now() - dt.timedelta(seconds=conf.queue_deadline_s() + 5)
     run = make_run(people.users["operator"], created_at=old)
-    runs.fail_lost_runs()
+    with caplog.at_level(logging.WARNING, logger="wva_web.simulate.runs"):
+        runs.fail_lost_runs()
+    assert (
+        "failed 0 lost comparison runs and 1 never-started comparison run"
+        in caplog.text
+    )
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert "consumes the 'comparisons' queue" in run.error

@@ -27,6 +27,7 @@ from wva_web.simulate import runs
 from wva_web.simulate.models import ComparisonPlot, ComparisonRun
 from wva_web.simulate.options import (
     DEFAULT_DURATION_S,
+    DEFAULT_SCALE,
     DEFAULT_SCALE_MODE,
     DEFAULT_SEED,
     DEFAULT_TRACE,
@@ -51,13 +52,18 @@ class StartComparisonRole(BasePermission):
 
 
 class ComparisonOptionsSerializer(serializers.Serializer):
-    """Options of a new run. Every field may be left out for its default."""
+    """Options of a new run.
+
+    Every field may be left out for its default. A JSON null is rejected
+    with a 400 that names the field instead of taking the default.
+    """
 
     trace = serializers.CharField(
         required=False, help_text=f"one of {', '.join(TRACES)}; {DEFAULT_TRACE}"
     )
     scale = serializers.FloatField(
-        required=False, help_text="load scale factor above 0; 1 by default"
+        required=False,
+        help_text=f"load scale factor above 0; {DEFAULT_SCALE:g} by default",
     )
     scale_mode = serializers.CharField(
         required=False,

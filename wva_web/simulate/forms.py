@@ -9,16 +9,20 @@ from django import forms
 from wva_web.simulate import conf
 from wva_web.simulate.options import (
     DEFAULT_DURATION_S,
+    DEFAULT_SCALE,
     DEFAULT_SCALE_MODE,
     DEFAULT_SEED,
     DEFAULT_TRACE,
+    MAX_SEED,
     MIN_DURATION_S,
     POLICIES,
+    POLICY_DESCRIPTIONS,
     SCALE_MODES,
     TRACES,
     ComparisonOptions,
     InvalidOptions,
     fleet_files,
+    format_number,
     parse_options,
 )
 
@@ -31,8 +35,9 @@ class ComparisonForm(forms.Form):
     """Options of a new run.
 
     The fields only render and collect text, and an empty field takes its
-    default. `clean` passes the values to `parse_options`, whose messages
-    name the rejected value.
+    default, which the number fields show as placeholder and help text.
+    `clean` passes the values to `parse_options`, whose messages name the
+    rejected value.
     """
 
     trace = forms.CharField(
@@ -42,8 +47,10 @@ class ComparisonForm(forms.Form):
     )
     scale = forms.CharField(
         required=False,
-        initial="1",
-        widget=forms.NumberInput(attrs={"step": "any", "min": "0"}),
+        initial=f"{DEFAULT_SCALE:g}",
+        widget=forms.NumberInput(
+            attrs={"step": "any", "min": "0", "placeholder": f"{DEFAULT_SCALE:g}"}
+        ),
     )
     scale_mode = forms.CharField(
         required=False,
@@ -57,24 +64,48 @@ class ComparisonForm(forms.Form):
         widget=forms.CheckboxSelectMultiple(choices=_choices(POLICIES)),
     )
     seed = forms.CharField(
-        required=False, initial=str(DEFAULT_SEED), widget=forms.NumberInput()
+        required=False,
+        initial=str(DEFAULT_SEED),
+        help_text=f"0 to {MAX_SEED}. Empty means the default, {DEFAULT_SEED}.",
+        widget=forms.NumberInput(attrs={"placeholder": str(DEFAULT_SEED)}),
     )
     duration_s = forms.CharField(
         required=False,
         label="Duration (s)",
         initial=f"{DEFAULT_DURATION_S:g}",
-        widget=forms.NumberInput(attrs={"step": "any"}),
+        widget=forms.NumberInput(
+            attrs={"step": "any", "placeholder": f"{DEFAULT_DURATION_S:g}"}
+        ),
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         fleets = [("", "default fleet"), *_choices(tuple(fleet_files()))]
         self.fields["fleet"].widget = forms.Select(choices=fleets)
-        self.fields["scale"].widget.attrs["max"] = f"{conf.max_scale():g}"
-        duration = self.fields["duration_s"].widget.attrs
-        duration["min"] = f"{MIN_DURATION_S:g}"
-        duration["max"] = f"{conf.max_duration_s():g}"
+        # The limits come from settings, so they are read per form, not at import.
+        max_scale = format_number(conf.max_scale())
+        max_duration = format_number(conf.max_duration_s())
+        scale = self.fields["scale"]
+        scale.widget.attrs["max"] = max_scale
+        scale.help_text = (
+            f"Load factor above 0, at most {max_scale}. Empty means the "
+            f"default, {DEFAULT_SCALE:g}."
+        )
+        duration = self.fields["duration_s"]
+        duration.widget.attrs["min"] = f"{MIN_DURATION_S:g}"
+        duration.widget.attrs["max"] = max_duration
+        duration.help_text = (
+            f"Seconds of scaled trace, {format_number(MIN_DURATION_S)} to "
+            f"{max_duration}. Empty means the default, {DEFAULT_DURATION_S:g}."
+        )
         self.options: ComparisonOptions | None = None
+
+    def policy_boxes(self) -> list[tuple[Any, str]]:
+        """Return each policy checkbox with its one-line description."""
+        return [
+            (box, POLICY_DESCRIPTIONS.get(box.data["value"], ""))
+            for box in self["policies"]
+        ]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

@@ -2,8 +2,8 @@
 
 The page form and the REST API pass their raw values to `parse_options`,
 which returns a `ComparisonOptions` or raises `InvalidOptions` with one
-message per field. Every message names the rejected value and the accepted
-range or choices.
+message per field. Every message names the rejected value, with `null`,
+`true` and `false` as JSON writes them, and the accepted range or choices.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from django.conf import settings
 
-from fleetsim.compare import POLICY_NAMES, CompareOptions
+from fleetsim.compare import DEFAULT_FLEET, POLICY_NAMES, CompareOptions
 from fleetsim.trace import SCALE_MODES as FLEETSIM_SCALE_MODES
 from fleetsim.trace import TRACE_FILES
 from wva_web.simulate import conf
@@ -25,9 +25,40 @@ from wva_web.simulate import conf
 TRACES = tuple(TRACE_FILES)
 SCALE_MODES = tuple(FLEETSIM_SCALE_MODES)
 POLICIES = tuple(POLICY_NAMES)
+# One-line description of each policy for the form, from the policy table in
+# fleetsim/README.md.
+POLICY_DESCRIPTIONS = {
+    "hpa-kv": (
+        "Kubernetes HPA per variant on the one-minute peak of KV-cache usage "
+        "(target 0.6)"
+    ),
+    "hpa-queue": (
+        "Kubernetes HPA per variant on the one-minute peak of waiting requests "
+        "(target 4)"
+    ),
+    "static-peak": (
+        "fixed fleet: the cheapest allocation that covers the trace's busiest "
+        "60 s, never scaled"
+    ),
+    "wva-v1": (
+        "saturation policy: one replica at a time, on KV-cache usage and waiting "
+        "requests"
+    ),
+    "wva": (
+        "demand from completions and the growth of waiting and running requests, "
+        "forecast one start-up delay ahead"
+    ),
+    "oracle": (
+        "knows the future trace and sizes for the busiest 60 s ahead: a reference, "
+        "not a policy one could run"
+    ),
+}
 MIN_DURATION_S = 60.0
 # Largest seed: numpy's and Python's generators both take 0 to 2**32 - 1.
 MAX_SEED = 2**32 - 1
+# Floats hold every integer below 2**53 exactly. Larger whole floats show in
+# exponent form, so a huge value does not print hundreds of digits.
+MAX_EXACT_INTEGER = 2.0**53
 OPTION_NAMES = (
     "trace",
     "scale",
@@ -39,6 +70,7 @@ OPTION_NAMES = (
 )
 
 DEFAULT_TRACE = CompareOptions.trace
+DEFAULT_SCALE = 1.0
 DEFAULT_SCALE_MODE = CompareOptions.scale_mode
 DEFAULT_SEED = CompareOptions.seed
 DEFAULT_DURATION_S = 600.0
@@ -49,7 +81,7 @@ class ComparisonOptions:
     """Checked options. `fleet` is a file name in `data/`, empty for the default."""
 
     trace: str = DEFAULT_TRACE
-    scale: float = 1.0
+    scale: float = DEFAULT_SCALE
     scale_mode: str = DEFAULT_SCALE_MODE
     fleet: str = ""
     policies: tuple[str, ...] = POLICIES
@@ -104,14 +136,21 @@ def fleet_path(name: str) -> Path | None:
 def parse_options(raw: Mapping[str, Any]) -> ComparisonOptions:
     """Check raw option values and return them as `ComparisonOptions`.
 
-    Missing or empty values take their defaults. Raises `InvalidOptions`
-    naming every rejected value.
+    A missing key or a blank string, which the form sends for an empty
+    field, takes the default. A `None` value (JSON null) is rejected instead
+    of read as the default. Raises `InvalidOptions` naming every rejected
+    value.
     """
     errors: dict[str, list[str]] = {}
     values: dict[str, Any] = {}
     for name, check in CHECKS.items():
-        value = raw.get(name)
-        if _is_empty(value):
+        if name not in raw:
+            continue
+        value = raw[name]
+        if value is None:
+            errors[name] = [_null_message(name)]
+            continue
+        if _is_blank(value):
             continue
         try:
             values[name] = check(value)
@@ -134,11 +173,16 @@ def reject_unknown(raw: Mapping[str, Any]) -> None:
         )
 
 
-def _is_empty(value: Any) -> bool:
-    """Tell whether a value is missing. An empty policy list is a value."""
-    if value is None:
-        return True
+def _is_blank(value: Any) -> bool:
+    """Tell whether a value is a blank string. An empty policy list is a value."""
     return isinstance(value, str) and not value.strip()
+
+
+def _null_message(name: str) -> str:
+    kind, default = NULL_HINTS[name]
+    return (
+        f"{name} is null: send {kind}, or leave {name} out for the default, {default}"
+    )
 
 
 def check_trace(value: Any) -> str:
@@ -166,8 +210,8 @@ def check_scale(value: Any) -> float:
     limit = conf.max_scale()
     if not 0 < scale <= limit:
         raise ValueError(
-            f"scale {_show(scale)} is out of range: use a factor above 0 and at "
-            f"most {_show(limit)}"
+            f"scale {_show_input(value, scale)} is out of range: use a factor "
+            f"above 0 and at most {format_number(limit)}"
         )
     return scale
 
@@ -177,19 +221,19 @@ def check_duration(value: Any) -> float:
     limit = conf.max_duration_s()
     if not MIN_DURATION_S <= duration <= limit:
         raise ValueError(
-            f"duration {_show(duration)} s is out of range: use "
-            f"{_show(MIN_DURATION_S)} to {_show(limit)} s"
+            f"duration {_show_input(value, duration)} s is out of range: use "
+            f"{format_number(MIN_DURATION_S)} to {format_number(limit)} s"
         )
     return duration
 
 
 def check_seed(value: Any) -> int:
     if isinstance(value, bool) or isinstance(value, float):
-        raise ValueError(f"seed {value!r} is not an integer")
+        raise ValueError(f"seed {_show_value(value)} is not an integer")
     try:
         seed = int(str(value).strip())
     except ValueError:
-        raise ValueError(f"seed {value!r} is not an integer") from None
+        raise ValueError(f"seed {_show_value(value)} is not an integer") from None
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed {seed} is out of range: use 0 to {MAX_SEED}")
     return seed
@@ -203,8 +247,8 @@ def check_policies(value: Any) -> tuple[str, ...]:
         names = [str(name).strip() for name in value]
     else:
         raise ValueError(
-            f"policies {value!r} is not a list: send a list or a comma-separated "
-            f"string of {', '.join(POLICIES)}"
+            f"policies {_show_value(value)} is not a list: send a list or a "
+            f"comma-separated string of {', '.join(POLICIES)}"
         )
     unknown = [name for name in names if name not in POLICIES]
     if unknown:
@@ -231,19 +275,49 @@ def _choice(label: str, value: Any, choices: Sequence[str]) -> str:
 
 def _number(label: str, value: Any) -> float:
     if isinstance(value, bool):
-        raise ValueError(f"{label} {value!r} is not a number")
+        raise ValueError(f"{label} {_show_value(value)} is not a number")
     try:
         number = float(str(value).strip())
     except ValueError:
-        raise ValueError(f"{label} {value!r} is not a number") from None
+        raise ValueError(f"{label} {_show_value(value)} is not a number") from None
     if not math.isfinite(number):
-        raise ValueError(f"{label} {value!r} is not a finite number")
+        raise ValueError(f"{label} {_show_value(value)} is not a finite number")
     return number
 
 
-def _show(number: float) -> str:
-    return f"{number:g}"
+def _show_value(value: Any) -> str:
+    """Show a rejected value: `null`, `true` and `false` as JSON, others by repr."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    return repr(value)
 
+
+def _show_input(value: Any, number: float) -> str:
+    """Show a number as the request typed it: the text, or the JSON integer."""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int):
+        return str(value)
+    return format_number(number)
+
+
+def format_number(number: float) -> str:
+    """Show a whole number as an integer (99999999, not 1e+08), others by repr."""
+    if number.is_integer() and abs(number) < MAX_EXACT_INTEGER:
+        return str(int(number))
+    return repr(number)
+
+
+# Expected value and default of each option, for the message on a JSON null.
+NULL_HINTS = {
+    "trace": ("a trace name", DEFAULT_TRACE),
+    "scale": ("a number", format_number(DEFAULT_SCALE)),
+    "scale_mode": ("a scale mode", DEFAULT_SCALE_MODE),
+    "fleet": ("a fleet file name", DEFAULT_FLEET.name),
+    "policies": ("a list of policy names", "all of them"),
+    "seed": ("an integer", str(DEFAULT_SEED)),
+    "duration_s": ("a number of seconds", f"{format_number(DEFAULT_DURATION_S)} s"),
+}
 
 CHECKS = {
     "trace": check_trace,

@@ -9,6 +9,12 @@ from typing import Any
 
 HIGHER = "higher"
 LOWER = "lower"
+# A cost or energy row marks its best value only among the policies whose SLO
+# attainment is at most this far below the run's highest, because a policy
+# that fails requests spends less for the wrong reason.
+ATTAINMENT_MARGIN = 0.01
+# Slack for float rounding, so that 1.0 - 0.99 still counts as within 0.01.
+EPSILON = 1e-9
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,9 @@ class Figure:
     digits: int
     # True for a fraction shown as a percentage: 0.97 as 97.00.
     percent: bool = False
+    # True for a cost or energy row, whose best counts only policies that
+    # reach the run's SLO attainment (see ATTAINMENT_MARGIN).
+    resource: bool = False
 
 
 FIGURES = (
@@ -29,11 +38,16 @@ FIGURES = (
     Figure("failed_requests", "Failed requests", "", LOWER, 0),
     Figure("ttft_p99_s", "TTFT p99", "s", LOWER, 3),
     Figure("itl_p99_s", "ITL p99", "s", LOWER, 4),
-    Figure("gpu_hours", "GPU-hours", "h", LOWER, 2),
-    Figure("usd", "Cost", "$", LOWER, 2),
-    Figure("kwh", "Energy", "kWh", LOWER, 2),
+    Figure("gpu_hours", "GPU-hours", "h", LOWER, 2, resource=True),
+    Figure("usd", "Cost", "$", LOWER, 2, resource=True),
+    Figure("kwh", "Energy", "kWh", LOWER, 2, resource=True),
     Figure(
-        "kwh_per_1k_good_requests", "Energy per 1,000 good requests", "kWh", LOWER, 3
+        "kwh_per_1k_good_requests",
+        "Energy per 1,000 good requests",
+        "kWh",
+        LOWER,
+        3,
+        resource=True,
     ),
     Figure("replica_changes", "Replica changes", "", LOWER, 0),
     Figure("reversals", "Direction reversals", "", LOWER, 0),
@@ -57,19 +71,45 @@ class Row:
 
 
 def figure_rows(result: Mapping[str, Any] | None, policies: list[str]) -> list[Row]:
-    """Return the table rows for `policies`, in that column order.
+    """Build the table rows for `policies`, in that column order.
 
-    The best value of a row is marked on every policy that reaches it. A
-    missing or non-numeric figure shows as "n/a" and is never best.
+    The best value of a row, compared as shown after rounding, is marked on
+    every policy that reaches it. Cost and energy rows compare only the
+    policies that `attaining_policies` returns. A missing or non-numeric
+    figure shows as "n/a" and is never best.
     """
     figures = _policy_figures(result)
+    attaining = attaining_policies(figures, policies)
     rows: list[Row] = []
     for figure in FIGURES:
         values = [_number(figures.get(name, {}).get(figure.key)) for name in policies]
-        rows.append(_row(figure, values))
+        eligible = [name in attaining for name in policies] if figure.resource else None
+        rows.append(_row(figure, values, eligible))
         if figure.key == "failed_requests":
             rows.extend(_cause_rows(figures, policies))
     return rows
+
+
+def attaining_policies(
+    figures: Mapping[str, Mapping[str, Any]], policies: list[str]
+) -> set[str]:
+    """Return the policies whose SLO attainment is within ATTAINMENT_MARGIN of the best.
+
+    A policy without a numeric attainment is left out, so a run without any
+    returns an empty set.
+    """
+    attainment = {
+        name: _number(figures.get(name, {}).get("slo_attainment")) for name in policies
+    }
+    known = [value for value in attainment.values() if value is not None]
+    if not known:
+        return set()
+    floor = max(known) - ATTAINMENT_MARGIN - EPSILON
+    return {
+        name
+        for name, value in attainment.items()
+        if value is not None and value >= floor
+    }
 
 
 def _policy_figures(result: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -102,16 +142,40 @@ def _cause_rows(figures: dict[str, dict[str, Any]], policies: list[str]) -> list
     return rows
 
 
-def _row(figure: Figure, values: list[float | None], detail: bool = False) -> Row:
-    known = [value for value in values if value is not None]
+def _row(
+    figure: Figure,
+    values: list[float | None],
+    eligible: list[bool] | None = None,
+    detail: bool = False,
+) -> Row:
+    """Build one row. Only a cell whose `eligible` entry is true may be best.
+
+    `eligible` None makes every cell eligible.
+    """
+    rounded_values = [_rounded(figure, value) for value in values]
+    if eligible is None:
+        eligible = [True] * len(values)
+    candidates = [
+        value
+        for value, ok in zip(rounded_values, eligible, strict=True)
+        if ok and value is not None
+    ]
     best = None
-    if known:
-        best = max(known) if figure.better == HIGHER else min(known)
+    if candidates:
+        best = max(candidates) if figure.better == HIGHER else min(candidates)
     cells = [
-        Cell(_format(figure, value), value is not None and value == best)
-        for value in values
+        Cell(_format(figure, value), ok and value is not None and rounded == best)
+        for value, rounded, ok in zip(values, rounded_values, eligible, strict=True)
     ]
     return Row(figure.key, figure.label, figure.unit, cells, detail)
+
+
+def _rounded(figure: Figure, value: float | None) -> float | None:
+    """Return the value as the table shows it, so that equal text compares equal."""
+    if value is None:
+        return None
+    scaled = value * 100 if figure.percent else value
+    return float(f"{scaled:.{figure.digits}f}")
 
 
 def _format(figure: Figure, value: float | None) -> str:
@@ -119,8 +183,6 @@ def _format(figure: Figure, value: float | None) -> str:
         return "n/a"
     if figure.percent:
         return f"{value * 100:.{figure.digits}f}"
-    if figure.digits == 0:
-        return f"{value:,.0f}"
     return f"{value:,.{figure.digits}f}"
 
 

@@ -71,6 +71,16 @@ def can_start(user: Any) -> bool:
     return access.has_role_anywhere(user, Role.OPERATOR)
 
 
+def count_runs(count: int, kind: str = "") -> str:
+    """Format a count of runs: "1 comparison run", "2 lost comparison runs"."""
+    noun = "comparison run" if count == 1 else "comparison runs"
+    return f"{count} {kind} {noun}" if kind else f"{count} {noun}"
+
+
+def _is_are(count: int) -> str:
+    return "is" if count == 1 else "are"
+
+
 def visible_runs(user: Any) -> ComparisonRunQuerySet:
     """Return the runs a user may see: all of them, for any signed-in user.
 
@@ -101,8 +111,8 @@ def start_run(user: Any, options: ComparisonOptions) -> ComparisonRun:
         active = ComparisonRun.objects.active().count()
         if active >= limit:
             raise RunLimitReached(
-                f"{active} comparison runs are already queued or running and the "
-                f"limit is {limit}: wait for one to finish"
+                f"{count_runs(active)} {_is_are(active)} already queued or running "
+                f"and the limit is {limit}: wait for one to finish"
             )
         run = ComparisonRun.objects.create(
             created_by=user,
@@ -172,7 +182,9 @@ def fail_lost_runs() -> int:
     )
     if lost or stale:
         logger.warning(
-            "failed %d lost and %d never-started comparison runs", lost, stale
+            "failed %s and %s",
+            count_runs(lost, "lost"),
+            count_runs(stale, "never-started"),
         )
     return lost + stale
 
@@ -198,8 +210,8 @@ def fail_runs_of_worker(hostname: str) -> int:
     )
     if failed:
         logger.warning(
-            "failed %d comparison runs left running by the restart of worker %s",
-            failed,
+            "failed %s left running by the restart of worker %s",
+            count_runs(failed),
             hostname,
         )
     return failed
@@ -322,7 +334,10 @@ def _no_slot(run_id: int, can_wait: bool) -> Outcome:
             updated_at=timezone.now(),
         )
         return Outcome.WAITING
-    error = f"no free slot: {busy} of {busy} comparison runs are running"
+    error = (
+        f"no free slot: {count_runs(busy)} {_is_are(busy)} running and the limit "
+        f"is {busy}"
+    )
     fail_run(run_id, error, RunStatus.QUEUED)
     logger.warning("comparison run %s failed: %s", run_id, error)
     return Outcome.FINISHED

@@ -31,7 +31,7 @@ from wva_web.dashboard.views import page_context
 from wva_web.simulate import conf, plotfiles, runs
 from wva_web.simulate.forms import ComparisonForm
 from wva_web.simulate.models import ComparisonPlot, ComparisonRun, RunStatus
-from wva_web.simulate.results import figure_rows
+from wva_web.simulate.results import ATTAINMENT_MARGIN, figure_rows
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,11 @@ def _render_list(
 
 @require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(runs.visible_runs(request.user), pk=pk)
+    """Show a run, or a 404 page in the console's layout when it does not exist."""
+    run = runs.visible_runs(request.user).filter(pk=pk).first()
+    if run is None:
+        context = page_context(request, pk=pk)
+        return render(request, "simulate/run_missing.html", context, status=404)
     context = page_context(
         request,
         run=run,
@@ -113,6 +117,7 @@ def results_context(run: ComparisonRun) -> dict[str, Any]:
         return {"policies": policies, "rows": [], "plots": []}
     return {
         "policies": policies,
+        "attainment_margin_points": ATTAINMENT_MARGIN * 100,
         "rows": figure_rows(run.result, policies),
         "plots": [
             (plot.name, reverse("simulate:run-plot", args=[run.pk, plot.name]))
