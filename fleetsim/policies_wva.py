@@ -23,7 +23,7 @@ from fleetsim.policies import (
     latency_profile,
     least_loaded,
 )
-from optimizer.forecast import smoothed_arrival_rate
+from optimizer.forecast import gateway_counts_all, smoothed_arrival_rate
 from optimizer.policy_wva import decide_wva
 from optimizer.saturation import (
     ReplicaSample,
@@ -143,7 +143,9 @@ class WvaPolicy:
             "completion_rate": demand.completion_rate,
             "avg_input_tokens": self.last_tokens[0],
             "avg_output_tokens": self.last_tokens[1],
-            "includes_rejected": demand.gateway_arrival_rate is not None,
+            "includes_rejected": gateway_counts_all(
+                demand.arrival_rate, demand.gateway_arrival_rate
+            ),
         }
 
     def state_json(self, observation: Observation) -> dict[str, Any]:

@@ -241,9 +241,35 @@ def _rising_t(points: Sequence[tuple[float, float]]) -> float:
     if line is None or len(points) < MIN_TREND_POINTS:
         return 0.0
     slope, mean_t, mean_r = line
+    # Rates are scaled to their largest value, so squares of rates near the
+    # float limit do not overflow. The t-statistic does not change.
+    scale = max((abs(r) for _, r in points), default=0.0) or 1.0
+    slope /= scale
+    mean_r /= scale
     spread = math.fsum((t - mean_t) ** 2 for t, _ in points)
-    residual = math.fsum((r - mean_r - slope * (t - mean_t)) ** 2 for t, r in points)
+    residual = math.fsum(
+        (r / scale - mean_r - slope * (t - mean_t)) ** 2 for t, r in points
+    )
     if residual <= 0.0:
         return math.inf if slope > 0 else 0.0
     error = math.sqrt(residual / (len(points) - 2) / spread)
     return slope / error
+
+
+# Share of the replicas' arrival rate that the gateway must count for its
+# count to stand for the model's whole traffic. The two are read at different
+# times, so a small shortfall is noise.
+GATEWAY_COVERAGE = 0.95
+
+
+def gateway_counts_all(pod_rate: float | None, gateway_rate: float | None) -> bool:
+    """Tell whether the gateway's request rate covers the model's whole traffic.
+
+    Then the demand counts the requests the gateway rejected, and `wva`
+    needs no growth rule for a saturated model (`includes_rejected`). A
+    gateway that counts less than GATEWAY_COVERAGE of the replicas' rate
+    misses part of the traffic.
+    """
+    if pod_rate is None or gateway_rate is None:
+        return False
+    return gateway_rate >= GATEWAY_COVERAGE * pod_rate

@@ -396,6 +396,8 @@ def test_gateway_rate_below_pods_ignored(
     assert recorded["pod_arrival_rate"] == pytest.approx(5.0)
     assert recorded["gateway_arrival_rate"] == pytest.approx(2.0)
     assert demand.smoothed_rate == pytest.approx(5.0)
+    # And a gateway that sees less than the pods is no proof of the whole load.
+    assert demand.state_json()["includes_rejected"] is False
 
 
 @pytest.mark.parametrize(

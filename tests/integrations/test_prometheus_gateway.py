@@ -407,3 +407,73 @@ def test_query_restricted_to_namespaces() -> None:
     assert query.count(" or ") == len(prometheus.GATEWAY_SERIES) - 1
     unrestricted = prometheus.gateway_query([""])
     assert "namespace" not in unrestricted
+
+
+# -- values that must not size a fleet -------------------------------------
+
+
+def gateway_series(model: object, key: str, value: str) -> tuple[dict[str, Any], str]:
+    return ({prometheus.FIELD_LABEL: key, prometheus.GATEWAY_MODEL_LABEL: model}, value)
+
+
+def test_implausible_gateway_rate_left_out() -> None:
+    rates, problems = prometheus.gateway_rates(
+        vector(
+            [
+                gateway_series("huge", prometheus.GATEWAY_REQUESTS, "1e300"),
+                gateway_series("fine", prometheus.GATEWAY_REQUESTS, "12.5"),
+            ],
+            1000.0,
+        )
+    )
+    assert rates == {"fine": 12.5}
+    assert any("huge: 1e+300 requests/s" in p for p in problems)
+
+
+def test_negative_part_left_out() -> None:
+    rates, problems = prometheus.gateway_rates(
+        vector(
+            [
+                gateway_series("m", prometheus.GATEWAY_REQUESTS, "10"),
+                gateway_series("m", prometheus.GATEWAY_REJECTED, "-7"),
+            ],
+            1000.0,
+        )
+    )
+    assert rates == {}
+    assert any("-7.0" in p for p in problems)
+
+
+def test_unknown_part_gives_no_rate() -> None:
+    rates, problems = prometheus.gateway_rates(
+        vector([gateway_series("m", "other", "10")], 1000.0)
+    )
+    assert rates == {}
+    assert problems == []
+
+
+def test_duplicate_series_reported() -> None:
+    _, problems = prometheus.gateway_rates(
+        vector(
+            [
+                gateway_series("m", prometheus.GATEWAY_REQUESTS, "50"),
+                gateway_series("m", prometheus.GATEWAY_REQUESTS, "2"),
+            ],
+            1000.0,
+        )
+    )
+    assert any("more than one" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        vector([gateway_series(7, prometheus.GATEWAY_REQUESTS, "1")], 1000.0),
+        vector([gateway_series(["a"], prometheus.GATEWAY_REQUESTS, "1")], 1000.0),
+        {"status": "success", "data": {"resultType": "vector", "result": 5}},
+    ],
+    ids=["int-label", "list-label", "result-not-list"],
+)
+def test_malformed_answer_fails_query(payload: dict[str, object]) -> None:
+    with pytest.raises(prometheus.PrometheusQueryError):
+        prometheus.gateway_rates(payload)

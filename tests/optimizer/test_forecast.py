@@ -10,7 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optimizer.forecast import forecast_arrival_rate
+from optimizer.forecast import (
+    forecast_arrival_rate,
+    gateway_counts_all,
+    smoothed_arrival_rate,
+)
 
 PROFILE = settings(derandomize=True, max_examples=300, deadline=None, database=None)
 
@@ -146,3 +150,23 @@ def test_forecast_never_below_observed(values: list[float], horizon: float) -> N
     assert result.rate >= result.observed
     assert result.projected >= 0.0
     assert math.isfinite(result.rate)
+
+
+def test_huge_rates_do_not_overflow() -> None:
+    history = [(30.0 * n, 1e160 * (1 + n + 0.5 * (n % 2))) for n in range(12)]
+
+    sized = smoothed_arrival_rate(history, 330.0, 120.0)
+
+    assert math.isfinite(sized.rate)
+    assert sized.rate >= 1e160
+
+
+@pytest.mark.parametrize(
+    ("pod_rate", "gateway_rate", "counts_all"),
+    [(100.0, 0.0, False), (100.0, 94.0, False), (100.0, 96.0, True),
+     (100.0, 300.0, True), (100.0, None, False), (None, 50.0, False)],
+)  # fmt: skip
+def test_gateway_coverage_of_pod_rate(
+    pod_rate: float | None, gateway_rate: float | None, counts_all: bool
+) -> None:
+    assert gateway_counts_all(pod_rate, gateway_rate) is counts_all

@@ -375,8 +375,14 @@ class CycleService:
         if pools:
             inputs["inference_pools"] = pools
         gateway_rates = getattr(self.metrics_source, "gateway_request_rates", None)
-        if gateway_rates:
-            inputs["gateway_request_rates"] = gateway_rates
+        # Only the console's models: a gateway may count thousands of others.
+        known = {
+            name: rate
+            for name, rate in (gateway_rates or {}).items()
+            if name in run.models
+        }
+        if known:
+            inputs["gateway_request_rates"] = known
         return inputs
 
     def _store_variant(self, run: CycleRun, view: VariantView, status: str) -> None:

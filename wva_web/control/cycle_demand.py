@@ -42,7 +42,7 @@ from typing import Any
 
 from django.conf import settings
 
-from optimizer.forecast import Forecast, smoothed_arrival_rate
+from optimizer.forecast import Forecast, gateway_counts_all, smoothed_arrival_rate
 from wva_web.catalog.models import InferenceModel, Variant
 from wva_web.control.cycle_view import VariantView
 from wva_web.control.models import (
@@ -157,6 +157,16 @@ class ModelDemand:
     gateway_arrival_rate: float | None = None
 
     @property
+    def includes_rejected(self) -> bool:
+        """Tell whether the observed rate counts the requests the gateway rejected.
+
+        NOTE: a picker that records rejections without a model name counts
+        about what the pods see, so it passes this check although its
+        rejected requests are missing.
+        """
+        return gateway_counts_all(self.pod_arrival_rate, self.gateway_arrival_rate)
+
+    @property
     def sent_arrival_rate(self) -> float | None:
         """The arrival rate sent to the policy: the smoothed, held rate."""
         if not self.known or self.arrival_rate is None:
@@ -174,9 +184,7 @@ class ModelDemand:
             "completion_rate": self.completion_rate,
             "avg_input_tokens": self.avg_input_tokens,
             "avg_output_tokens": self.avg_output_tokens,
-            # With the gateway's count the rate is not only what the replicas
-            # served, so `wva` needs no blind growth of a saturated fleet.
-            "includes_rejected": self.gateway_arrival_rate is not None,
+            "includes_rejected": self.includes_rejected,
         }
 
     def as_json(self) -> dict[str, Any]:

@@ -98,6 +98,10 @@ CAPACITY_ERROR_CODES = (
 # variant serves.
 GATEWAY_MODEL_LABEL = "target_model_name"
 GATEWAY_RATE_WINDOW = "1m"
+# Highest request rate of one model, in requests/s, taken as a reading. A
+# larger one comes from a corrupt or foreign counter, and as demand it would
+# take the whole fleet.
+MAX_GATEWAY_RATE = 100_000.0
 
 # Gauges read as their one-minute peak, by key.
 PEAK_SERIES = {
@@ -248,37 +252,53 @@ def gateway_query(namespaces: Iterable[str]) -> str:
 
 
 def gateway_rates(payload: Any) -> tuple[dict[str, float], list[str]]:
-    """Return the request rate per served model and the models left out.
+    """Return the request rate per served model and why models were left out.
 
     A model's rate is its admitted requests plus its rejected ones per
     second, each from the newer metric name when the model has a series of
-    it. A model whose rate is NaN, infinite or negative is left out. Series
-    without a model name are skipped: older pickers reject a request before
-    they record its model. Raises PrometheusQueryError on an invalid response.
+    it. A model is left out when a part is NaN, infinite or negative, or
+    when the sum is above MAX_GATEWAY_RATE. A model with rejected requests only
+    (no replica could take any) has their rate. Series without a model name
+    or of an unknown part are skipped: older
+    pickers reject a request before they record its model. Raises
+    PrometheusQueryError on an invalid response.
     """
     by_key: dict[str, dict[str, float]] = {}
+    problems: list[str] = []
     for labels, value, _ in vector_rows(payload):
         model = labels.get(GATEWAY_MODEL_LABEL, "")
-        if model:
-            by_key.setdefault(labels.get(FIELD_LABEL, ""), {})[model] = value
+        key = labels.get(FIELD_LABEL, "")
+        if not model or key not in GATEWAY_SERIES:
+            continue
+        if model in by_key.setdefault(key, {}):
+            problems.append(f"{model}: more than one {GATEWAY_SERIES[key]} series")
+        by_key[key][model] = value
     models = set().union(*by_key.values()) if by_key else set()
     rates: dict[str, float] = {}
-    invalid: list[str] = []
     for model in sorted(models):
-        total = 0.0
+        parts = []
         for newer, older in (
             (GATEWAY_REQUESTS, GATEWAY_REQUESTS_OLDER),
             (GATEWAY_REJECTED, GATEWAY_REJECTED_OLDER),
         ):
             value = by_key.get(newer, {}).get(model)
             if value is None:
-                value = by_key.get(older, {}).get(model, 0.0)
-            total += value
-        if math.isfinite(total) and total >= 0:
-            rates[model] = total
-        else:
-            invalid.append(model)
-    return rates, invalid
+                value = by_key.get(older, {}).get(model)
+            parts.append(value)
+        admitted, rejected = parts
+        bad = [v for v in parts if v is not None and not (math.isfinite(v) and v >= 0)]
+        if bad:
+            problems.append(f"{model}: rate {bad[0]!r} is NaN, infinite or negative")
+            continue
+        total = (admitted or 0.0) + (rejected or 0.0)
+        if total > MAX_GATEWAY_RATE:
+            problems.append(
+                f"{model}: {total:g} requests/s is above the plausible "
+                f"{MAX_GATEWAY_RATE:g}"
+            )
+            continue
+        rates[model] = total
+    return rates, problems
 
 
 def check_value(name: str, value: float) -> str:
@@ -305,10 +325,17 @@ def vector_rows(payload: Any) -> list[tuple[dict[str, str], float, float]]:
         raise PrometheusQueryError(
             PROMETHEUS_ERROR, "the response is not an instant vector"
         )
+    result = data.get("result") or []
+    if not isinstance(result, list):
+        raise PrometheusQueryError(
+            PROMETHEUS_ERROR, f"the vector's result is not a list: {result!r:.200}"
+        )
     rows = []
-    for item in data.get("result") or []:
+    for item in result:
         try:
             labels = dict(item["metric"])
+            if not all(isinstance(v, str) for v in labels.values()):
+                raise TypeError("label values must be strings")
             stamp, text = item["value"]
             rows.append((labels, float(text), float(stamp)))
         except (KeyError, TypeError, ValueError) as exc:
@@ -334,9 +361,11 @@ class PrometheusMetricsSource:
     """Reads every target's metrics from Prometheus in one query per cycle.
 
     Each HTTP request has `timeout_s` for the connection and for each read.
-    A connection error, a timeout, HTTP 429 or a 5xx response is retried up to
-    `retries` times with a doubling backoff from `backoff_s`, so a scrape
-    ends within about `(retries + 1) * 2 * timeout_s` plus the backoff.
+    A connection error, a timeout, HTTP 429 or a 5xx response of the pod
+    query is retried up to `retries` times with a doubling backoff from
+    `backoff_s`. The pool and gateway queries that follow get one attempt
+    each, because the cycle can go on without them. So a scrape ends within
+    about `(retries + 3) * 2 * timeout_s` plus the backoff.
     After each scrape, `pools` contains the gateway's inference-pool
     averages by "namespace/name", and `gateway_request_rates` the gateway's
     request rate per served model in requests/s. Each is empty when the
@@ -402,7 +431,7 @@ class PrometheusMetricsSource:
     ) -> dict[str, dict[str, float | None]]:
         """Return the inference-pool averages by "namespace/name", {} on failure."""
         try:
-            result = parse_vector(self.query(pool_query(namespaces)))
+            result = parse_vector(self.query(pool_query(namespaces), retries=0))
         except PrometheusQueryError as exc:
             logger.warning("reading the inference-pool metrics failed: %s", exc)
             return {}
@@ -416,16 +445,13 @@ class PrometheusMetricsSource:
     def read_gateway_rates(self, namespaces: Iterable[str]) -> dict[str, float]:
         """Return the gateway's request rate by served model, {} on failure."""
         try:
-            rates, invalid = gateway_rates(self.query(gateway_query(namespaces)))
+            answer = self.query(gateway_query(namespaces), retries=0)
+            rates, problems = gateway_rates(answer)
         except PrometheusQueryError as exc:
             logger.warning("reading the gateway's request rates failed: %s", exc)
             return {}
-        if invalid:
-            logger.warning(
-                "the gateway's request rate of %s is NaN, infinite or negative, "
-                "so it is left out",
-                ", ".join(invalid),
-            )
+        for problem in problems:
+            logger.warning("gateway request rate left out: %s", problem)
         return rates
 
     def pod_metrics(
@@ -479,14 +505,15 @@ class PrometheusMetricsSource:
             stored.setdefault(key, []).append(value)
         return stored
 
-    def query(self, expression: str) -> Any:
+    def query(self, expression: str, retries: int | None = None) -> Any:
         """POST one instant query and return the decoded JSON response.
 
-        Raises PrometheusQueryError once the retries are used up or on a
-        response that retrying cannot fix (HTTP 4xx other than 429, invalid JSON).
+        `retries` defaults to the source's. Raises PrometheusQueryError once
+        the retries are used up or on a response that retrying cannot fix
+        (HTTP 4xx other than 429, invalid JSON).
         """
         endpoint = self.url + "/api/v1/query"
-        attempts = self.retries + 1
+        attempts = (self.retries if retries is None else retries) + 1
         for attempt in range(1, attempts + 1):
             try:
                 return self._post(endpoint, expression)
@@ -544,7 +571,7 @@ class PrometheusMetricsSource:
             )
         try:
             payload = json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise PrometheusQueryError(
                 PROMETHEUS_ERROR, f"HTTP {code} from {shown} with a non-JSON body"
             ) from exc
