@@ -257,9 +257,10 @@ def _rising_t(points: Sequence[tuple[float, float]]) -> float:
 
 
 # Share of the replicas' arrival rate that the gateway must count for its
-# count to stand for the model's whole traffic. The two are read at different
-# times, so a small shortfall is noise.
-GATEWAY_COVERAGE = 0.95
+# count to stand for the model's whole traffic. The replicas' rate covers one
+# control period and the gateway's one minute, so at the start of a burst
+# the gateway's reads lower. A gateway that sees half the traffic fails.
+GATEWAY_COVERAGE = 0.75
 
 
 def gateway_counts_all(pod_rate: float | None, gateway_rate: float | None) -> bool:

@@ -163,7 +163,7 @@ def test_huge_rates_do_not_overflow() -> None:
 
 @pytest.mark.parametrize(
     ("pod_rate", "gateway_rate", "counts_all"),
-    [(100.0, 0.0, False), (100.0, 94.0, False), (100.0, 96.0, True),
+    [(100.0, 0.0, False), (100.0, 50.0, False), (100.0, 80.0, True),
      (100.0, 300.0, True), (100.0, None, False), (None, 50.0, False)],
 )  # fmt: skip
 def test_gateway_coverage_of_pod_rate(
