@@ -31,8 +31,10 @@ from fleetsim.emulator import (
 from fleetsim.plots import (
     BrowserNotFoundError,
     ImageExportError,
+    OutputFolderError,
     check_result,
     find_browser,
+    prepare_output_folder,
     select_policies,
     write_images,
     write_plots,
@@ -42,6 +44,17 @@ from fleetsim.trace import TRACE_FILES, TraceError
 logger = logging.getLogger("fleetsim")
 # kaleido and choreographer log every tab and temporary directory at INFO.
 BROWSER_LOGGERS = ("kaleido", "choreographer", "browser_proc")
+
+
+def non_empty_path(text: str) -> Path:
+    """Convert an argument to a Path, rejecting the empty string.
+
+    `Path("")` is `Path(".")`, so without this check an empty argument would
+    silently name the current folder.
+    """
+    if not text:
+        raise argparse.ArgumentTypeError("empty path")
+    return Path(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--state-dir",
-        type=Path,
+        type=non_empty_path,
         required=True,
         help="directory for kubeconfig and emulator.json",
     )
@@ -71,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--fleet",
-        type=Path,
+        type=non_empty_path,
         default=DEFAULT_FLEET,
         help="fleet file (default data/demo_fleet.json)",
     )
@@ -138,7 +151,7 @@ def add_compare_parser(commands: Any) -> None:
     )
     compare.add_argument(
         "--fleet",
-        type=Path,
+        type=non_empty_path,
         default=COMPARE_FLEET,
         help="fleet file (default data/compare_fleet.json)",
     )
@@ -165,11 +178,15 @@ def add_compare_parser(commands: Any) -> None:
         default=120.0,
         help="seconds from scheduling a new pod to Ready (default 120)",
     )
-    compare.add_argument("--json", type=Path, help="write the results to this file")
-    compare.add_argument("--plots", type=Path, help="write plotly HTML plots here")
+    compare.add_argument(
+        "--json", type=non_empty_path, help="write the results to this file"
+    )
+    compare.add_argument(
+        "--plots", type=non_empty_path, help="write plotly HTML plots here"
+    )
     compare.add_argument(
         "--images",
-        type=Path,
+        type=non_empty_path,
         metavar="DIR",
         help="write the plots as PNG files here (needs Chrome or Chromium)",
     )
@@ -190,12 +207,15 @@ def add_images_parser(commands: Any) -> None:
     )
     images.add_argument(
         "result",
-        type=Path,
+        type=non_empty_path,
         metavar="RESULT",
         help="JSON file written by compare --json",
     )
     images.add_argument(
-        "directory", type=Path, metavar="DIR", help="directory for the PNG files"
+        "directory",
+        type=non_empty_path,
+        metavar="DIR",
+        help="directory for the PNG files",
     )
     images.add_argument(
         "--policies",
@@ -206,8 +226,11 @@ def add_images_parser(commands: Any) -> None:
     )
 
 
-def load_result(path: Path) -> dict[str, Any]:
-    """Read and check a `compare --json` file, raising ValueError naming it."""
+def load_result(path: Path, names: list[str] | None = None) -> dict[str, Any]:
+    """Read and check a `compare --json` file, raising ValueError naming it.
+
+    Only the series of the policies in `names` (default: all) are checked.
+    """
     try:
         text = path.read_bytes()
     except FileNotFoundError:
@@ -221,22 +244,37 @@ def load_result(path: Path) -> dict[str, Any]:
         result = json.loads(text)
     except ValueError as exc:
         raise ValueError(f"result file {path} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ValueError(
+            f"result file {path} is nested too deeply to read: {exc}"
+        ) from exc
     try:
-        check_result(result)
+        check_result(result, names)
     except ValueError as exc:
         raise ValueError(f"result file {path}: {exc}") from exc
     return result
 
 
 def images_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """Run `images`: bad input or a missing browser exits 2, a failed render 1."""
+    """Run `images`.
+
+    Bad input, a missing browser or an output folder that cannot be created
+    or written exits 2. A failed render or a failed write exits 1.
+    """
     prefix = "python -m fleetsim images: error:"
+    names = None
+    if args.policies is not None:
+        names = [name.strip() for name in args.policies.split(",") if name.strip()]
     try:
-        result = load_result(args.result)
-        if args.policies is not None:
-            names = [name.strip() for name in args.policies.split(",") if name.strip()]
+        result = load_result(args.result, names)
+        if names is not None:
             result = select_policies(result, names)
+        # Check an existing DIR before the browser starts. A missing one is
+        # created only after rendering, so a failed render leaves no folder.
+        prepare_output_folder(args.directory, create=False)
         paths = write_images(result, args.directory)
+    except OutputFolderError as exc:
+        parser.exit(2, f"{prefix} DIR: {exc}\n")
     except (ValueError, BrowserNotFoundError) as exc:
         parser.exit(2, f"{prefix} {exc}\n")
     except (ImageExportError, OSError) as exc:
@@ -258,23 +296,29 @@ def compare_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         duration_s=args.duration,
         startup_delay_s=args.startup_delay,
     )
+    prefix = "python -m fleetsim compare: error:"
     try:
         options.validate()
         # Look for the browser first, because the run can take minutes.
         browser = find_browser() if args.images is not None else None
-        # Make the output folders now, so a run of minutes is not lost to a
-        # missing or read-only folder at the end.
-        for folder in (
-            args.json.parent if args.json is not None else None,
-            args.plots,
-            args.images,
-        ):
-            if folder is not None:
-                folder.mkdir(parents=True, exist_ok=True)
     except (ValueError, BrowserNotFoundError) as exc:
-        parser.exit(2, f"python -m fleetsim compare: error: {exc}\n")
-    except OSError as exc:
-        parser.exit(2, f"python -m fleetsim compare: error: output folder: {exc}\n")
+        parser.exit(2, f"{prefix} {exc}\n")
+    if args.json is not None and args.json.is_dir():
+        parser.exit(2, f"{prefix} --json: {args.json} is a folder, not a file\n")
+    # Create each output folder and a probe file in it now, so that a run of
+    # minutes is not lost to a missing or read-only folder at the end.
+    outputs = {
+        "--json": args.json.parent if args.json is not None else None,
+        "--plots": args.plots,
+        "--images": args.images,
+    }
+    for option, folder in outputs.items():
+        if folder is None:
+            continue
+        try:
+            prepare_output_folder(folder)
+        except OutputFolderError as exc:
+            parser.exit(2, f"{prefix} {option}: {exc}\n")
     bar = None
     progress = None
     if sys.stderr.isatty():
@@ -296,7 +340,7 @@ def compare_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     try:
         result = run_comparison(options, progress)
     except (TraceError, ValueError, OSError) as exc:
-        parser.exit(2, f"python -m fleetsim compare: error: {exc}\n")
+        parser.exit(2, f"{prefix} {exc}\n")
     finally:
         if bar is not None:
             bar.close()
@@ -309,16 +353,20 @@ def compare_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
             partial.replace(args.json)
         except OSError as exc:
             partial.unlink(missing_ok=True)
-            parser.exit(1, f"python -m fleetsim compare: error: --json: {exc}\n")
+            parser.exit(1, f"{prefix} --json: {exc}\n")
         print(f"wrote {args.json}")
     if args.plots is not None:
-        for path in write_plots(result, args.plots):
+        try:
+            paths = write_plots(result, args.plots)
+        except OSError as exc:
+            parser.exit(1, f"{prefix} --plots: {exc}\n")
+        for path in paths:
             print(f"wrote {path}")
     if args.images is not None:
         try:
             paths = write_images(result, args.images, browser)
         except (ImageExportError, OSError) as exc:
-            parser.exit(1, f"python -m fleetsim compare: error: {exc}\n")
+            parser.exit(1, f"{prefix} --images: {exc}\n")
         for path in paths:
             print(f"wrote {path}")
     return 0

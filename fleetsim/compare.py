@@ -116,8 +116,21 @@ class CompareOptions:
             raise ValueError(f"startup delay must be >= 0, got {self.startup_delay_s}")
         if not self.policies:
             raise ValueError("no policy given")
-        for spec in self.policies:
-            parse_policy(spec)
+        # Two specs that run the same simulation would also collide as keys of
+        # the result when spelled alike, so the second is rejected.
+        seen: dict[tuple[str, float | None, str | None], str] = {}
+        for text in self.policies:
+            spec = parse_policy(text)
+            target = spec.target
+            if target is None:
+                target = DEFAULT_HPA_TARGETS.get(spec.name)
+            key = (spec.name, target, spec.accelerator)
+            if key in seen:
+                earlier = seen[key]
+                if earlier == text:
+                    raise ValueError(f"policy {text!r} is listed twice")
+                raise ValueError(f"policy {text!r} is the same as {earlier!r}")
+            seen[key] = text
 
 
 @dataclass(frozen=True)
@@ -134,17 +147,32 @@ class PolicySpec:
 
 
 def parse_policy(text: str) -> PolicySpec:
-    body, _, accelerator = text.partition("@")
+    # The command line splits --policies at commas, and the spec becomes a key
+    # that `images --policies` must be able to name. A comma can reach this
+    # point only through the Python API, with an accelerator of a custom
+    # accelerators file.
+    if "," in text:
+        raise ValueError(f"invalid policy {text!r}: a policy cannot contain a comma")
+    body, has_accelerator, accelerator = text.partition("@")
     name, has_target, raw_target = body.partition("=")
     if name not in POLICY_NAMES:
         raise ValueError(
             f"unknown policy {name!r} in {text!r}; expected one of "
             f"{', '.join(POLICY_NAMES)}"
         )
+    if has_accelerator and not accelerator:
+        raise ValueError(
+            f"empty accelerator in {text!r}; write NAME@ACCELERATOR, e.g. wva@H100-80GB"
+        )
     target = None
     if has_target:
         if name not in DEFAULT_HPA_TARGETS:
             raise ValueError(f"policy {name!r} takes no target, got {text!r}")
+        if not raw_target:
+            raise ValueError(
+                f"empty target in {text!r}; write NAME=TARGET, "
+                f"e.g. {name}={DEFAULT_HPA_TARGETS[name]}"
+            )
         try:
             target = float(raw_target)
         except ValueError:

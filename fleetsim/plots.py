@@ -5,7 +5,7 @@ a GPU, per variant, one panel per policy), `load.html` (arrival rate),
 `kv_usage.html` (mean KV-cache usage of ready replicas, per variant and
 policy) and `failures.html` (failed requests so far, per policy). Time is
 seconds from the end of the warm-up. The HTML files load plotly.min.js,
-written once beside them, so they open without network access.
+written beside them, so they open without network access.
 
 `write_images(result, directory)` writes the same four figures as PNG
 files. kaleido renders them in a headless Chrome or Chromium that must be
@@ -15,8 +15,12 @@ installed: `BROWSER_PATH`, or Debian's `/usr/bin/chromium`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import reprlib
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +66,55 @@ class ImageExportError(RuntimeError):
 
 class BrowserNotFoundError(ImageExportError):
     """No Chrome or Chromium executable at the configured path."""
+
+
+class OutputFolderError(OSError):
+    """Output folder that is a file, cannot be created or cannot be written."""
+
+
+def prepare_output_folder(folder: Path, create: bool = True) -> None:
+    """Create `folder` and check that a file can be created and removed in it.
+
+    With `create` false, a missing folder is left missing and only its
+    ancestors are checked. Raises OutputFolderError naming the folder when it
+    or an ancestor is a file, or when creating the folder or the probe file
+    fails.
+    """
+    folder = Path(folder)
+    for path in (folder, *folder.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise OutputFolderError(f"{path} is a file, not a folder")
+            break
+    if not folder.exists():
+        if not create:
+            return
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputFolderError(f"cannot create folder {folder}: {exc}") from exc
+    probe = folder / f".fleetsim-probe-{secrets.token_hex(4)}"
+    try:
+        probe.open("xb").close()
+        probe.unlink()
+    except OSError as exc:
+        raise OutputFolderError(f"cannot write to folder {folder}: {exc}") from exc
+
+
+def _value_text(value: Any) -> str:
+    """Format a JSON value for a message.
+
+    Long strings, arrays and objects are shortened. Other values keep their
+    JSON spelling (`null`, `true`, `0.5`).
+    """
+    if isinstance(value, (str, list, dict)):
+        return reprlib.repr(value)
+    return json.dumps(value, default=str)
+
+
+def _header_text(value: Any) -> str:
+    """Format a header field of the result for a title, showing a string as given."""
+    return value if isinstance(value, str) else _value_text(value)
 
 
 def _variants(series: dict[str, Any], prefix: str) -> list[str]:
@@ -111,8 +164,8 @@ def _load(result: dict[str, Any]) -> go.Figure:
     )
     figure.update_layout(
         title=(
-            f"Load: {result['trace']} x{result['scale']} ({result['scale_mode']}), "
-            "arrivals per 15 s scrape interval"
+            f"Load: {_header_text(result['trace'])} x{_header_text(result['scale'])} "
+            f"({_header_text(result['scale_mode'])}), arrivals per 15 s scrape interval"
         ),
         xaxis_title="time (s)",
         yaxis_title="requests/s",
@@ -150,24 +203,91 @@ def _figures(result: dict[str, Any]) -> dict[str, go.Figure]:
 
 
 def write_plots(result: dict[str, Any], directory: Path) -> list[Path]:
-    """Write the four HTML figures into `directory` (created) and return their paths."""
+    """Write the four HTML figures and plotly.min.js into `directory` (created).
+
+    Returns the paths of the HTML files. Each file is written under a
+    temporary name and renamed, so no file is left partly written under its
+    final name. plotly.min.js is rewritten every time, so it always matches
+    the plotly version that wrote the HTML. Raises OutputFolderError when the
+    folder cannot be created or written, and OSError naming the file when a
+    write fails.
+    """
+    from plotly.offline import get_plotlyjs
+
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, figure in _figures(result).items():
-        path = directory / f"{name}.html"
-        # "directory" writes plotly.min.js once beside the files, so they open
-        # without network access.
-        figure.write_html(path, include_plotlyjs="directory")
-        paths.append(path)
-    return paths
+    prepare_output_folder(directory)
+    pages = {
+        # "directory" makes the page load plotly.min.js from its own folder, so
+        # it opens without network access. The bundle is written below, not by
+        # plotly.
+        directory / f"{name}.html": figure.to_html(include_plotlyjs="directory")
+        for name, figure in _figures(result).items()
+    }
+    _write_atomically(directory / "plotly.min.js", get_plotlyjs().encode())
+    for path, page in pages.items():
+        _write_atomically(path, page.encode())
+    return list(pages)
 
 
-def check_result(result: Any) -> None:
-    """Raise ValueError naming what is missing when `result` cannot be plotted.
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _check_series(policy: str, series: dict[str, Any]) -> None:
+    """Raise ValueError unless every series is an array of numbers or nulls as
+    long as `t`.
+
+    NaN and infinite values pass, because plotly's JSON encoding (checked with
+    plotly 7.1) turns them into null, which plotly.js draws as a gap.
+    """
+    for key in REQUIRED_SERIES:
+        if key not in series:
+            raise ValueError(f"policy {policy!r} has no series {key!r}")
+    # `t` first, so that its own errors come before any length mismatch.
+    keys = ["t", *(key for key in series if key != "t")]
+    for key in keys:
+        values = series[key]
+        if not isinstance(values, list):
+            kind = _json_type(values)
+            article = "an" if kind == "object" else "a"
+            raise ValueError(
+                f"policy {policy!r}: series {key!r} must be an array of numbers, "
+                f"not {article} {kind} ({_value_text(values)})"
+            )
+        for index, value in enumerate(values):
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(
+                    f"policy {policy!r}: series {key!r} has the {_json_type(value)} "
+                    f"{_value_text(value)} at index {index}; expected a number or null"
+                )
+        if len(values) != len(series["t"]):
+            raise ValueError(
+                f"policy {policy!r}: series {key!r} has {len(values)} values, "
+                f"but 't' has {len(series['t'])}"
+            )
+
+
+def check_result(result: Any, names: Iterable[str] | None = None) -> None:
+    """Raise ValueError naming the field when `result` cannot be plotted.
 
     `result` is the document that `run_comparison` returns and that
-    `compare --json` writes.
+    `compare --json` writes. The series of the policies in `names` (default: all)
+    must be arrays of numbers or nulls as long as their `t`. Names that are
+    not in the result are skipped, so that `select_policies` can report them.
+    The header fields `trace`, `scale` and `scale_mode` must exist, but any
+    JSON value is accepted and shown as given in titles.
     """
     if not isinstance(result, dict):
         raise ValueError(
@@ -181,13 +301,13 @@ def check_result(result: Any) -> None:
     for key in ("trace", "scale", "scale_mode"):
         if key not in result:
             raise ValueError(f"the result has no {key!r}")
-    for name, values in policies.items():
+    checked = list(policies) if names is None else [n for n in names if n in policies]
+    for name in checked:
+        values = policies[name]
         series = values.get("series") if isinstance(values, dict) else None
         if not isinstance(series, dict):
             raise ValueError(f"policy {name!r} has no 'series' object")
-        for key in REQUIRED_SERIES:
-            if key not in series:
-                raise ValueError(f"policy {name!r} has no series {key!r}")
+        _check_series(name, series)
 
 
 def select_policies(result: dict[str, Any], names: list[str]) -> dict[str, Any]:
@@ -277,15 +397,20 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
     The rename replaces `path` in one step, so `path` never contains a
     partly written file. A failure removes the temporary file, but a killed process
-    may leave it behind.
+    may leave it behind. Raises OSError naming `path` when writing or renaming
+    fails.
     """
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with temporary.open("xb") as file:
             file.write(data)
         os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
+    except BaseException as exc:
+        # A failed clean-up must not hide the error that caused it.
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OSError(f"cannot write {path}: {exc}") from exc
         raise
 
 
@@ -297,9 +422,11 @@ def write_images(
     Returns the paths of `replicas.png`, `load.png`, `kv_usage.png` and
     `failures.png`. `browser` defaults to `find_browser()`. All four are
     rendered before the first is written. Raises ValueError for a result
-    that `check_result` rejects, BrowserNotFoundError without a browser and
-    ImageExportError when the browser fails. Runs its own asyncio event
-    loop, so it must not be called from a coroutine.
+    that `check_result` rejects, BrowserNotFoundError without a browser,
+    ImageExportError when the browser fails, OutputFolderError when
+    `directory` cannot be created or written, and OSError naming the file
+    when a write fails. Runs its own asyncio event loop, so it must not be
+    called from a coroutine.
     """
     from choreographer.errors import BrowserClosedError, BrowserFailedError
     from kaleido.errors import JavascriptError, KaleidoError
@@ -326,7 +453,7 @@ def write_images(
     except (KaleidoError, JavascriptError) as exc:
         raise ImageExportError(f"rendering with {browser} failed: {exc}") from exc
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    prepare_output_folder(directory)
     paths = []
     for name, data in images.items():
         path = directory / f"{name}.png"

@@ -1,5 +1,6 @@
 """`python -m fleetsim compare`: policies, accounting and the command line."""
 
+import errno
 import json
 from pathlib import Path
 
@@ -185,8 +186,102 @@ def test_cli_unwritable_folder_fails_first(tmp_path, capsys):
         )  # fmt: skip
     assert exit_info.value.code == 2
     err = capsys.readouterr()
-    assert "output folder" in err.err
+    assert f"--json: {blocker} is a file, not a folder" in err.err
     assert "goodput_rps" not in err.out
+
+
+@pytest.mark.parametrize("option", ["--plots", "--images"])
+def test_cli_folder_that_is_file_exit_2(tmp_path, capsys, monkeypatch, option):
+    monkeypatch.setenv("BROWSER_PATH", "/bin/true")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "compare", "--trace", "azure-code", "--policies", "oracle",
+                option, str(blocker / "sub"),
+            ]
+        )  # fmt: skip
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert f"{option}: {blocker} is a file, not a folder" in captured.err
+    assert "goodput_rps" not in captured.out
+
+
+def test_cli_json_that_is_folder_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--trace", "azure-code", "--json", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert f"--json: {tmp_path} is a folder, not a file" in capsys.readouterr().err
+
+
+def make_folder_read_only(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Make opening a file in `folder` for writing fail with EACCES.
+
+    Permission bits do not stop root, so Path.open is patched. Path.write_text
+    and the probe of the output folders both go through it.
+    """
+    original_open = Path.open
+
+    def guarded_open(self, mode="r", *args, **kwargs):
+        if self.parent == folder and set(mode) & set("wxa+"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return original_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", guarded_open)
+
+
+@pytest.mark.parametrize("option", ["--json", "--plots", "--images"])
+def test_cli_read_only_folder_fails_first(tmp_path, capsys, monkeypatch, option):
+    # find_browser accepts any executable; the run must stop before rendering.
+    monkeypatch.setenv("BROWSER_PATH", "/bin/true")
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    make_folder_read_only(monkeypatch, folder)
+    target = folder / "result.json" if option == "--json" else folder
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "compare", "--trace", "azure-code", "--scale", "1",
+                "--fleet", str(fleet_file(tmp_path)), "--policies", "oracle",
+                "--duration", "60", option, str(target),
+            ]
+        )  # fmt: skip
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert f"{option}: cannot write to folder {folder}" in captured.err
+    assert "Permission denied" in captured.err
+    assert "goodput_rps" not in captured.out
+
+
+def test_cli_plots_write_failure_exit_1(tmp_path, capsys):
+    plots = tmp_path / "plots"
+    # A folder where a file should go: the rename onto it fails, even for root.
+    (plots / "replicas.html").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "compare", "--trace", "azure-code", "--scale", "1",
+                "--fleet", str(fleet_file(tmp_path)), "--policies", "oracle",
+                "--duration", "60", "--plots", str(plots),
+            ]
+        )  # fmt: skip
+    assert exit_info.value.code == 1
+    captured = capsys.readouterr()
+    assert f"--plots: cannot write {plots / 'replicas.html'}" in captured.err
+    assert "Traceback" not in captured.err
+    assert "goodput_rps" in captured.out
+    assert not [path for path in plots.iterdir() if path.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("option", ["--json", "--plots", "--images"])
+def test_cli_empty_path_exit_2(capsys, option):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--trace", "azure-code", "--policies", "oracle", option, ""])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert f"{option}: empty path" in captured.err
+    assert "goodput_rps" not in captured.out
 
 
 @pytest.mark.parametrize(
@@ -201,6 +296,30 @@ def test_cli_unwritable_folder_fails_first(tmp_path, capsys):
         (["--trace", "azure-conv", "--scale", "-2"], "--scale must be > 0, got -2.0"),
         (["--trace", "azure-conv", "--fleet", "/missing.json"], "/missing.json"),
         (["--trace", "azure-conv", "--scale-mode", "zoom"], "'zoom'"),
+        (
+            ["--trace", "azure-conv", "--policies", "wva@H100-80GB,wva@H100-80GB"],
+            "policy 'wva@H100-80GB' is listed twice",
+        ),
+        (
+            ["--trace", "azure-conv", "--policies", "hpa-kv,hpa-kv=0.6"],
+            "policy 'hpa-kv=0.6' is the same as 'hpa-kv'",
+        ),
+        (
+            ["--trace", "azure-conv", "--policies", "hpa-queue=2,hpa-queue=2.0"],
+            "policy 'hpa-queue=2.0' is the same as 'hpa-queue=2'",
+        ),
+        (
+            ["--trace", "azure-conv", "--policies", "wva@"],
+            "empty accelerator in 'wva@'",
+        ),
+        (
+            ["--trace", "azure-conv", "--policies", "hpa-kv=@H100-80GB"],
+            "empty target in 'hpa-kv=@H100-80GB'",
+        ),
+        (
+            ["--trace", "azure-conv", "--policies", "wva="],
+            "policy 'wva' takes no target, got 'wva='",
+        ),
     ],
 )
 def test_bad_arguments_exit_2(arguments, message, capsys):
@@ -208,6 +327,17 @@ def test_bad_arguments_exit_2(arguments, message, capsys):
         main(["compare", *arguments])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_policy_with_comma_rejected():
+    # Only the Python API can pass one, with a custom accelerators file.
+    options = CompareOptions(policies=("wva@A,B",))
+    with pytest.raises(ValueError, match="'wva@A,B': a policy cannot contain a comma"):
+        options.validate()
+
+
+def test_same_policy_on_two_accelerators_accepted():
+    CompareOptions(policies=("wva@H100-80GB", "wva@L40S", "wva")).validate()
 
 
 @pytest.mark.parametrize(

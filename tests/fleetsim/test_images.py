@@ -149,6 +149,8 @@ def test_select_policies_rejects(result_file, names, message):
             ' "policies": {"wva": {"series": {"t": []}}}}',
             "policy 'wva' has no series 'arrival_rps'",
         ),
+        ("[" * 100_000 + "]" * 100_000, "is nested too deeply to read"),
+        ('{"a": ' * 100_000 + "1" + "}" * 100_000, "is nested too deeply to read"),
     ],
 )
 def test_images_bad_result_exit_2(tmp_path, capsys, content, message):
@@ -161,6 +163,208 @@ def test_images_bad_result_exit_2(tmp_path, capsys, content, message):
     assert f"result file {path}" in err
     assert message in err
     assert not (tmp_path / "images").exists()
+
+
+def broken_result(result_file: Path, policy: str, key: str, value) -> dict:
+    """Return the result of `result_file` with one series of `policy` replaced.
+
+    A `value` of ("at", index, element) replaces one element instead.
+    """
+    result = json.loads(result_file.read_text())
+    series = result["policies"][policy]["series"]
+    if isinstance(value, tuple):
+        _, index, element = value
+        series[key][index] = element
+    else:
+        series[key] = value
+    return result
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "failures",
+            "abc",
+            "series 'failures' must be an array of numbers, not a string ('abc')",
+        ),
+        (
+            "kv:llama-8b-h100",
+            5,
+            "series 'kv:llama-8b-h100' must be an array of numbers, not a number (5)",
+        ),
+        (
+            "t",
+            {"a": 1},
+            "series 't' must be an array of numbers, not an object ({'a': 1})",
+        ),
+        ("arrival_rps", ("at", 3, "x"), "has the string 'x' at index 3"),
+        ("arrival_rps", ("at", 2, True), "has the boolean true at index 2"),
+        ("failures", ("at", 4, [1]), "has the array [1] at index 4"),
+        ("t", ("at", 0, {}), "series 't' has the object {} at index 0"),
+        ("replicas:llama-8b-h100", [1, 2], "has 2 values, but 't' has"),
+    ],
+)
+def test_images_broken_series_exit_2(
+    result_file, tmp_path, capsys, monkeypatch, key, value, message
+):
+    # Validation comes before the browser: a browser that fails must not be reached.
+    monkeypatch.setenv("BROWSER_PATH", "/bin/false")
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(broken_result(result_file, "wva", key, value)))
+
+    status, err = run_images([str(path), str(tmp_path / "images")], capsys)
+
+    assert status == 2
+    assert f"result file {path}: policy 'wva': " in err
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_check_result_accepts_gaps(result_file):
+    result = json.loads(result_file.read_text())
+    series = result["policies"]["wva"]["series"]
+    series["arrival_rps"][1] = None
+    series["arrival_rps"][2] = float("nan")
+    series["failures"][3] = float("inf")
+    series["kv:llama-8b-h100"][4] = float("-inf")
+    series["replicas:llama-8b-h100"][5] = 10**400
+
+    plots.check_result(result)
+
+
+def test_images_checks_only_selected_policies(result_file, tmp_path, monkeypatch):
+    rendered = []
+
+    def fake_write_images(result, directory):
+        rendered.append(list(result["policies"]))
+        return []
+
+    monkeypatch.setattr("fleetsim.__main__.write_images", fake_write_images)
+    path = tmp_path / "result.json"
+    broken = broken_result(result_file, "hpa-queue=1", "failures", "abc")
+    path.write_text(json.dumps(broken))
+
+    status = main(["images", str(path), str(tmp_path), "--policies", "wva"])
+
+    assert status == 0
+    assert rendered == [["wva"]]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "shown"),
+    [
+        ("scale", None, "xnull"),
+        ("scale", "4", "x4"),
+        ("scale", True, "xtrue"),
+        ("scale", [1, 2], "x[1, 2]"),
+        ("scale", {"copies": 2}, "x{'copies': 2}"),
+        ("trace", 7, "Load: 7 x"),
+        ("scale_mode", None, "(null)"),
+    ],
+)
+def test_load_title_shows_header_as_given(result_file, field, value, shown):
+    result = json.loads(result_file.read_text())
+    result[field] = value
+
+    plots.check_result(result)
+    title = plots._figures(result)["load"].layout.title.text
+
+    assert shown in title
+
+
+def test_load_title_shortens_long_header(result_file):
+    result = json.loads(result_file.read_text())
+    result["scale"] = list(range(10_000))
+
+    title = plots._figures(result)["load"].layout.title.text
+
+    assert len(title) < 200
+    assert "..." in title
+
+
+@pytest.mark.parametrize("position", ["RESULT", "DIR"])
+def test_images_empty_path_exit_2(result_file, tmp_path, capsys, position):
+    arguments = ["", str(tmp_path)] if position == "RESULT" else [str(result_file), ""]
+
+    status, err = run_images(arguments, capsys)
+
+    assert status == 2
+    assert f"argument {position}: empty path" in err
+
+
+@pytest.mark.parametrize("below", [False, True])
+def test_images_folder_that_is_file_exit_2(
+    result_file, tmp_path, capsys, monkeypatch, below
+):
+    # The check comes before the browser starts, so a failing one is not reached.
+    monkeypatch.setenv("BROWSER_PATH", "/bin/false")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    directory = blocker / "images" if below else blocker
+
+    status, err = run_images([str(result_file), str(directory)], capsys)
+
+    assert status == 2
+    assert f"DIR: {blocker} is a file, not a folder" in err
+    assert blocker.read_text() == ""
+
+
+def test_images_uncreatable_folder_exit_2(result_file, tmp_path, capsys, monkeypatch):
+    async def fake_render(figures, browser):
+        return {name: PNG_SIGNATURE for name in figures}
+
+    def failing_mkdir(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setenv("BROWSER_PATH", "/bin/true")
+    monkeypatch.setattr(plots, "_render_pngs", fake_render)
+    monkeypatch.setattr(Path, "mkdir", failing_mkdir)
+    directory = tmp_path / "images"
+
+    status, err = run_images([str(result_file), str(directory)], capsys)
+
+    assert status == 2
+    assert f"DIR: cannot create folder {directory}" in err
+    assert "Permission denied" in err
+
+
+def test_write_plots_writes_pages_and_bundle(result_file, tmp_path):
+    from plotly.offline import get_plotlyjs
+
+    result = json.loads(result_file.read_text())
+    directory = tmp_path / "plots"
+    stale = "stale bundle of another plotly version"
+    directory.mkdir()
+    (directory / "plotly.min.js").write_text(stale)
+
+    paths = plots.write_plots(result, directory)
+
+    names = ["replicas.html", "load.html", "kv_usage.html", "failures.html"]
+    assert [path.name for path in paths] == names
+    assert sorted(path.name for path in directory.iterdir()) == sorted(
+        [*names, "plotly.min.js"]
+    )
+    assert (directory / "plotly.min.js").read_text() == get_plotlyjs()
+    for path in paths:
+        assert 'src="plotly.min.js"' in path.read_text(), path.name
+
+
+def test_write_plots_keeps_old_file_on_failure(result_file, tmp_path, monkeypatch):
+    result = json.loads(result_file.read_text())
+    directory = tmp_path / "plots"
+    directory.mkdir()
+    (directory / "replicas.html").write_text("old")
+
+    def failing_replace(source, destination):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(plots.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="^cannot write .*plotly.min.js: disk full$"):
+        plots.write_plots(result, directory)
+
+    assert (directory / "replicas.html").read_text() == "old"
+    assert [path.name for path in directory.iterdir()] == ["replicas.html"]
 
 
 def test_images_missing_file_exit_2(tmp_path, capsys):
@@ -248,7 +452,7 @@ def test_write_atomically_removes_temporary_on_failure(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(plots.os, "replace", failing_replace)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match=f"^cannot write {target}: disk full$"):
         plots._write_atomically(target, PNG_SIGNATURE + b"new")
 
     assert target.read_bytes() == b"old"
