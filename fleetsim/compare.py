@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import random
 from collections import deque
@@ -282,6 +283,10 @@ class CompareCluster(Cluster):
     Draining pods stay live and keep running, but receive no requests and
     no longer count towards their Deployment's replicas.
     """
+
+    # Requests lost to a scale-down are counted in the results, so one log
+    # line per busy pod removed is only noise beside a worker's other logs.
+    loss_log_level = logging.DEBUG
 
     def __init__(
         self,

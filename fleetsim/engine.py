@@ -321,6 +321,9 @@ class Cluster:
     to every arrival would make.
     """
 
+    # Level of the log line for a pod removed with requests in flight.
+    loss_log_level = logging.INFO
+
     def __init__(
         self,
         fleet: FleetSpec,
@@ -453,7 +456,12 @@ class Cluster:
         pod.deleted_at = self.now
         pod.resource_version = self.next_revision()
         if lost:
-            logger.info("pod %s removed while busy: %d requests lost", pod.name, lost)
+            logger.log(
+                self.loss_log_level,
+                "pod %s removed while busy: %d requests lost",
+                pod.name,
+                lost,
+            )
         if pod.node is None:
             self._forget_pod(deployment, pod)
             return

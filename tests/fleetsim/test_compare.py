@@ -554,3 +554,11 @@ def test_wva_keeps_higher_pod_rate():
     lower = WvaPolicy(context()).decide(saturated_pair(1.0))
     absent = WvaPolicy(context()).decide(saturated_pair(None))
     assert lower["l40s"].target == absent["l40s"].target
+
+
+def test_lost_requests_not_logged_in_comparison(tmp_path, caplog):
+    cluster, _ = busy_cluster(tmp_path)
+    with caplog.at_level("INFO", logger="fleetsim.engine"):
+        cluster.scale("l40s", 0)
+        cluster.scale("h100", 0)
+    assert "removed while busy" not in caplog.text
