@@ -611,6 +611,7 @@ class PolicyRun:
                         num_requests_running=peak[2] if peak else None,
                         in_flight_tokens=pod.engine.used_blocks,
                         pending_s=now - pod.created_at,
+                        scheduled=pod.node is not None,
                     )
                 )
             low, high = self.setup.bounds[name]

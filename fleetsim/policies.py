@@ -62,6 +62,8 @@ class ReplicaView:
     num_requests_running: float | None
     in_flight_tokens: int
     pending_s: float
+    # Whether the pod has a node; a Pending pod without one waits for a GPU.
+    scheduled: bool = True
 
 
 @dataclass(frozen=True)

@@ -238,6 +238,7 @@ class WvaPolicy:
                     "num_gpu_blocks": variant.kv_tokens // variant.engine.block_size,
                     "block_size": variant.engine.block_size,
                     "pending_s": r.pending_s if r.phase == "Pending" else None,
+                    "scheduled": r.scheduled,
                 }
                 for r in variant.replicas
             ],

@@ -289,10 +289,14 @@ class _ModelRules:
         # Replicas still waiting for a node (phase Pending). A Running replica
         # that is not Ready may be loading its model or failing, and its
         # removal follows the rules for silent replicas instead.
+        # A Pending pod with a node pulls its image and serves soon: it may
+        # be the new half of a swap between variants, so it stays.
         unscheduled = sum(
             1
             for replica in variant.replicas
-            if replica.phase == "Pending" and replica.pod in plan.signals.pending
+            if replica.phase == "Pending"
+            and replica.pod in plan.signals.pending
+            and replica.scheduled is not True
         )
         if block is not None and block[0] == "transition_pending" and unscheduled:
             # The load dropped while replicas of this variant wait for a node.

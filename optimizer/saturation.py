@@ -61,7 +61,9 @@ class ReplicaSample:
     """One replica's one-minute peaks, where `None` means no sample, never 0.
 
     `phase` is the Kubernetes pod phase and `age_s` the age of the sample
-    in seconds, when known.
+    in seconds, when known. `scheduled` tells whether the pod has a node:
+    a Pending pod with a node is pulling its image or starting, one
+    without waits for a GPU. None when not known.
     """
 
     pod: str
@@ -72,6 +74,7 @@ class ReplicaSample:
     ready: bool = True
     terminating: bool = False
     age_s: float | None = None
+    scheduled: bool | None = None
 
 
 @dataclass(frozen=True)

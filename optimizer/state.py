@@ -317,6 +317,13 @@ def _boolean(obj: Mapping[str, Any], key: str, path: str, default: bool) -> bool
     return value
 
 
+def _optional_boolean(obj: Mapping[str, Any], key: str, path: str) -> bool | None:
+    """Return true, false or None for a missing or null value."""
+    if obj.get(key) is None:
+        return None
+    return _boolean(obj, key, path, False)
+
+
 def _saturation_config(
     obj: Mapping[str, Any], path: str, base: SaturationConfig
 ) -> SaturationConfig:
@@ -418,6 +425,7 @@ def _replica(obj: Mapping[str, Any], path: str) -> ReplicaSample:
         ready=_boolean(obj, "ready", path, True),
         terminating=_boolean(obj, "terminating", path, phase == "Terminating"),
         age_s=age if age is None or math.isfinite(age) else math.inf,
+        scheduled=_optional_boolean(obj, "scheduled", path),
     )
 
 

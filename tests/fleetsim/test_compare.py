@@ -562,3 +562,26 @@ def test_lost_requests_not_logged_in_comparison(tmp_path, caplog):
         cluster.scale("l40s", 0)
         cluster.scale("h100", 0)
     assert "removed while busy" not in caplog.text
+
+
+def test_wva_settles_at_low_load():
+    """Low load on the default fleet: `wva` moves to its cheapest variant once.
+
+    Starting replicas with a node are the new half of that move. Removing
+    them as spare while the old replicas bridge the move made `wva` add and
+    cancel an L40S replica every minute.
+    """
+    result = run_comparison(
+        CompareOptions(
+            trace="azure-conv",
+            scale=2.0,
+            scale_mode="superpose",
+            fleet=DATA / "compare_fleet.json",
+            policies=("wva",),
+            seed=1,
+            duration_s=600.0,
+        )
+    )
+    outcome = result["policies"]["wva"]
+    assert outcome["reversals"] == 0
+    assert outcome["replica_changes"] <= 6

@@ -111,3 +111,25 @@ def test_no_free_gpu_only_when_gpus_short() -> None:
     assert "no_free_gpu:H100-80GB" not in h100.reasons
     assert h100.bound_by != "gpu_budget"
     assert "no_free_gpu:H100-80GB" not in by_variant["llama-8b-a100"].reasons
+
+
+def test_scheduled_starting_replica_stays() -> None:
+    # Given the same load drop, but a4 has a node and pulls its image: it is
+    # the new half of a move that the other replicas only bridge.
+    document = state(kv=0.05, waiting=0)
+    document["variants"][0]["replicas"][3]["scheduled"] = True
+
+    a = decisions(document)["A"]
+
+    assert "scale_down:pending_first" not in a.reasons
+    assert "a4" not in a.victim_pods
+
+
+def test_unscheduled_replica_still_leaves_first() -> None:
+    document = state(kv=0.05, waiting=0)
+    document["variants"][0]["replicas"][3]["scheduled"] = False
+
+    a = decisions(document)["A"]
+
+    assert a.victim_pods == ("a4",)
+    assert "scale_down:pending_first" in a.reasons

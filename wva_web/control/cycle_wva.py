@@ -118,6 +118,7 @@ def replica_json(view: VariantView, pod: kube.PodInfo, now: datetime) -> dict[st
         "phase": pod.phase,
         "ready": pod.ready,
         "terminating": pod.terminating,
+        "scheduled": bool(pod.node_name),
     }
     sample = view.samples.get(pod.name)
     values: dict[str, float | None] = dict.fromkeys(REPLICA_FIELDS)

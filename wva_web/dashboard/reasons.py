@@ -23,8 +23,8 @@ FULL_CODES = {
     "scale_up:slo": "scale up: latency targets need more replicas",
     "scale_down:safe": "scale down: the remaining replicas can absorb the load",
     "scale_down:pending_first": (
-        "scale down: the load dropped while replicas still start, "
-        "so a starting replica is removed first"
+        "scale down: the load dropped while replicas wait for a node, "
+        "so a replica without a node is removed first"
     ),
     "scale_down:unsafe": (
         "no scale-down: the remaining replicas could not absorb the load"
