@@ -214,6 +214,9 @@ def capacity_rps(context: PolicyContext, variant: VariantView) -> float:
 
 HPA_METRICS = {"hpa-kv": "kv_cache_usage", "hpa-queue": "num_requests_waiting"}
 DEFAULT_HPA_TARGETS = {"hpa-kv": 0.6, "hpa-queue": 4.0}
+# Shortest window of `peak_rate` cut at the end of a trace, in seconds: one
+# scrape period, so a single request does not make a peak.
+MIN_PEAK_WINDOW_S = 15.0
 
 
 class HpaPolicy:
@@ -270,14 +273,22 @@ class HpaPolicy:
 # -- trace-reading policies -------------------------------------------------
 
 
-def peak_rate(requests: Sequence[TraceRequest], start: float, end: float) -> float:
+def peak_rate(
+    requests: Sequence[TraceRequest],
+    start: float,
+    end: float,
+    trace_end_s: float | None = None,
+) -> float:
     """Highest arrival rate over any 60 s window that starts in [start, end).
 
     Windows start at every arrival, so the peak does not depend on where
-    minute boundaries fall.
+    minute boundaries fall. With `trace_end_s`, a window that would run
+    past the end of the trace is cut there, and its rate is over the part
+    left (at least MIN_PEAK_WINDOW_S). Otherwise the last minute of a trace
+    looks idle to a policy that reads ahead.
     """
     times = sorted(r.arrival_s for r in requests if start <= r.arrival_s < end + 60.0)
-    best = 0
+    best = 0.0
     ahead = 0
     for index, at_s in enumerate(times):
         if at_s >= end:
@@ -285,8 +296,11 @@ def peak_rate(requests: Sequence[TraceRequest], start: float, end: float) -> flo
         ahead = max(ahead, index)
         while ahead < len(times) and times[ahead] < at_s + 60.0:
             ahead += 1
-        best = max(best, ahead - index)
-    return best / 60.0
+        window = 60.0
+        if trace_end_s is not None:
+            window = min(window, max(MIN_PEAK_WINDOW_S, trace_end_s - at_s))
+        best = max(best, (ahead - index) / window)
+    return best
 
 
 def cheapest_allocation(
@@ -387,9 +401,12 @@ class OraclePolicy:
     def __init__(self, context: PolicyContext) -> None:
         self.context = context
         self.lookahead_s = context.startup_delay_s + context.control_period_s
+        self.trace_end_s = max((r.arrival_s for r in context.trace), default=0.0)
 
     def _plan(self, now_s: float, current: Mapping[str, int]) -> dict[str, int]:
-        rate = peak_rate(self.context.trace, now_s, now_s + self.lookahead_s)
+        rate = peak_rate(
+            self.context.trace, now_s, now_s + self.lookahead_s, self.trace_end_s
+        )
         return cheapest_allocation(self.context, rate, current, CHANGE_PENALTY_USD)
 
     def initial_replicas(self) -> dict[str, int] | None:

@@ -20,10 +20,11 @@ from fleetsim.policies import (
     ReplicaView,
     ServiceClassSpec,
     VariantView,
+    peak_rate,
 )
 from fleetsim.policies_wva import WvaPolicy, WvaV1Policy
 from fleetsim.replica import load_accelerators
-from fleetsim.trace import load_named_trace
+from fleetsim.trace import TraceRequest, load_named_trace
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 # Benchmarked capacities are given so that the tests skip the benchmark.
@@ -585,3 +586,12 @@ def test_wva_settles_at_low_load():
     outcome = result["policies"]["wva"]
     assert outcome["reversals"] == 0
     assert outcome["replica_changes"] <= 6
+
+
+def test_peak_rate_cut_at_trace_end():
+    # Two requests per second for the last 30 s of a 100 s trace.
+    trace = [TraceRequest(70.0 + n / 2.0, 100, 10) for n in range(60)]
+    trace.append(TraceRequest(0.0, 100, 10))
+
+    assert peak_rate(trace, 60.0, 100.0) == pytest.approx(1.0)
+    assert peak_rate(trace, 60.0, 100.0, trace_end_s=99.5) == pytest.approx(2.0, 0.05)
