@@ -163,7 +163,7 @@ def parse_policy(text: str) -> PolicySpec:
         )
     if has_accelerator and not accelerator:
         raise ValueError(
-            f"empty accelerator in {text!r}; write NAME@ACCELERATOR, e.g. wva@H100-80GB"
+            f"empty accelerator in {text!r}: write NAME@ACCELERATOR, e.g. wva@H100-80GB"
         )
     target = None
     if has_target:
@@ -171,7 +171,7 @@ def parse_policy(text: str) -> PolicySpec:
             raise ValueError(f"policy {name!r} takes no target, got {text!r}")
         if not raw_target:
             raise ValueError(
-                f"empty target in {text!r}; write NAME=TARGET, "
+                f"empty target in {text!r}: write NAME=TARGET, "
                 f"e.g. {name}={DEFAULT_HPA_TARGETS[name]}"
             )
         try:
@@ -560,7 +560,8 @@ class PolicyRun:
             if done
             else None
         )
-        # The gateway's rate over one minute, as `rate(...[1m])` reads it.
+        # The router's request rate over one minute, like Prometheus's
+        # `rate(...[1m])` of the gateway's counter.
         start = next(
             c for c in self.counters if c.at_s >= now_counters.at_s - PEAK_WINDOW_S
         )

@@ -256,20 +256,19 @@ def _rising_t(points: Sequence[tuple[float, float]]) -> float:
     return slope / error
 
 
-# Share of the replicas' arrival rate that the gateway must count for its
-# count to stand for the model's whole traffic. The replicas' rate covers one
-# control period and the gateway's one minute, so at the start of a burst
-# the gateway's reads lower. A gateway that sees half the traffic fails.
+# Share of the replicas' arrival rate that the gateway must count to cover
+# the model's whole traffic. The replicas' rate spans one control period and
+# the gateway's one minute, so the gateway's is lower at the start of a
+# burst. A gateway that counts half the traffic fails the check.
 GATEWAY_COVERAGE = 0.75
 
 
 def gateway_counts_all(pod_rate: float | None, gateway_rate: float | None) -> bool:
     """Tell whether the gateway's request rate covers the model's whole traffic.
 
-    Then the demand counts the requests the gateway rejected, and `wva`
-    needs no growth rule for a saturated model (`includes_rejected`). A
-    gateway that counts less than GATEWAY_COVERAGE of the replicas' rate
-    misses part of the traffic.
+    When it does, the demand includes the requests the gateway rejected
+    (`includes_rejected`), so `wva` needs no growth rule for a saturated
+    model.
     """
     if pod_rate is None or gateway_rate is None:
         return False

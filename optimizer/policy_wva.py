@@ -76,10 +76,9 @@ SATURATED_GROWTH = 2.0
 POOR_VALUE_RATIO = 5.0
 
 # The dead band reaches this fraction below the demand at
-# `scale_up_headroom`, like the HPA's 10% tolerance. A shortfall smaller
-# than that still leaves most of the headroom. Filling it exactly would buy
-# the cheapest replica that covers it, often one of poor value per
-# request/s, and a new one each time the capacity estimate moves.
+# `scale_up_headroom`, as the HPA's 10% tolerance does. Filling a smaller
+# shortfall exactly buys a replica of poor value per request/s each time the
+# capacity estimate moves, while most of the headroom is still there.
 SCALE_UP_TOLERANCE = 0.05
 
 

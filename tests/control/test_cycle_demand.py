@@ -368,36 +368,32 @@ def gateway_demand(
     return cycle_demand.model_demand(model, views, at(30), gateway_rates)
 
 
-def test_gateway_rate_above_pods_observed(
-    model: InferenceModel, kube: FakeKube, run_cycle: Any
+@pytest.mark.parametrize(
+    ("gateway_rate", "observed", "includes_rejected"),
+    [(9.0, 9.0, True), (2.0, 5.0, False)],
+    ids=["above-pods", "below-pods"],
+)
+def test_gateway_rate_against_pods(
+    model: InferenceModel,
+    kube: FakeKube,
+    run_cycle: Any,
+    gateway_rate: float,
+    observed: float,
+    includes_rejected: bool,
 ) -> None:
-    # Given the gateway counts 9 requests/s while the pods finish 5.
-    demand = gateway_demand(model, kube, run_cycle, {"M": 9.0})
-    # Then the observed rate is the gateway's, and both are recorded.
+    # Given the pods finish 5 requests/s and the gateway counts `gateway_rate`.
+    demand = gateway_demand(model, kube, run_cycle, {"M": gateway_rate})
+    # Then the larger rate is observed, and both are recorded.
     recorded = demand.as_json()
-    assert recorded["observed_arrival_rate"] == pytest.approx(9.0)
+    assert recorded["observed_arrival_rate"] == pytest.approx(observed)
     assert recorded["pod_arrival_rate"] == pytest.approx(5.0)
-    assert recorded["gateway_arrival_rate"] == pytest.approx(9.0)
-    # And the smoothing runs on it.
-    assert demand.smoothed_rate == pytest.approx(9.0)
-    assert recorded["arrival_rate"] >= 9.0
-    # And the policy is told the rate counts rejected requests.
-    assert demand.state_json()["includes_rejected"] is True
-
-
-def test_gateway_rate_below_pods_ignored(
-    model: InferenceModel, kube: FakeKube, run_cycle: Any
-) -> None:
-    # Given the gateway counts fewer requests than the pods finish.
-    demand = gateway_demand(model, kube, run_cycle, {"M": 2.0})
-    # Then the pods' rate is observed, and the gateway's is still recorded.
-    recorded = demand.as_json()
-    assert recorded["observed_arrival_rate"] == pytest.approx(5.0)
-    assert recorded["pod_arrival_rate"] == pytest.approx(5.0)
-    assert recorded["gateway_arrival_rate"] == pytest.approx(2.0)
-    assert demand.smoothed_rate == pytest.approx(5.0)
-    # And a gateway that sees less than the pods is no proof of the whole load.
-    assert demand.state_json()["includes_rejected"] is False
+    assert recorded["gateway_arrival_rate"] == pytest.approx(gateway_rate)
+    # And the smoothing runs on the observed rate.
+    assert demand.smoothed_rate == pytest.approx(observed)
+    assert recorded["arrival_rate"] >= observed
+    # And only a gateway count that covers the pods' rate includes the
+    # rejected requests for the policy.
+    assert demand.state_json()["includes_rejected"] is includes_rejected
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,10 @@ import pytest
 from fleetsim.__main__ import main
 from fleetsim.compare import (
     POLICY_NAMES,
+    CompareCluster,
     CompareOptions,
+    PolicyRun,
+    load_setup,
     run_comparison,
 )
 from fleetsim.engine import EngineConfig
@@ -387,11 +390,13 @@ def context() -> PolicyContext:
     )
 
 
-def saturated_with_one_starting(demand: Demand | None = None) -> Observation:
-    replicas = (
-        ReplicaView("l40s-a", "Running", True, 0.95, 12.0, 200.0, 150000, 0.0),
-        ReplicaView("l40s-b", "Pending", False, None, None, None, 0, 20.0),
-    )
+def l40s_observation(
+    replicas: tuple[ReplicaView, ...],
+    completion_rate: float,
+    demand: Demand,
+    scale_events: tuple[tuple[float, str, int, int], ...] = (),
+) -> Observation:
+    """Return an observation of one L40S variant with 6 free L40S GPUs at 600 s."""
     variant = VariantView(
         name="l40s",
         accelerator="L40S",
@@ -399,16 +404,29 @@ def saturated_with_one_starting(demand: Demand | None = None) -> Observation:
         usd_per_gpu_hour=1.86,
         min_replicas=0,
         max_replicas=8,
-        spec_replicas=2,
+        spec_replicas=len(replicas),
         replicas=replicas,
         kv_tokens=191000,
         engine=EngineConfig(),
-        completion_rate=3.0,
+        completion_rate=completion_rate,
     )
     return Observation(
         now_s=600.0,
         variants=(variant,),
         free_gpus={"L40S": 6},
+        demand=demand,
+        scale_events=scale_events,
+    )
+
+
+def saturated_with_one_starting(demand: Demand | None = None) -> Observation:
+    replicas = (
+        ReplicaView("l40s-a", "Running", True, 0.95, 12.0, 200.0, 150000, 0.0),
+        ReplicaView("l40s-b", "Pending", False, None, None, None, 0, 20.0),
+    )
+    return l40s_observation(
+        replicas,
+        completion_rate=3.0,
         demand=demand or Demand(3.5, 3.0, None, None),
         scale_events=((570.0, "l40s", 1, 2),),
     )
@@ -487,8 +505,6 @@ def test_draining_replica_gets_no_requests(tmp_path):
 
 
 def test_gateway_rate_counts_rejected_requests(tmp_path):
-    from fleetsim.compare import CompareCluster, PolicyRun, load_setup
-
     setup = load_setup(fleet_file(tmp_path))
     cluster = CompareCluster(
         setup.spec,
@@ -517,38 +533,20 @@ def saturated_pair(gateway_rate: float | None) -> Observation:
         ReplicaView(f"l40s-{n}", "Running", True, 0.95, 12.0, 200.0, 150000, 0.0)
         for n in "ab"
     )
-    variant = VariantView(
-        name="l40s",
-        accelerator="L40S",
-        gpus_per_replica=1,
-        usd_per_gpu_hour=1.86,
-        min_replicas=0,
-        max_replicas=8,
-        spec_replicas=2,
-        replicas=replicas,
-        kv_tokens=191000,
-        engine=EngineConfig(),
-        completion_rate=5.0,
-    )
-    return Observation(
-        now_s=600.0,
-        variants=(variant,),
-        free_gpus={"L40S": 6},
-        demand=Demand(5.0, 5.0, 1155.0, 211.0, gateway_arrival_rate=gateway_rate),
-    )
+    demand = Demand(5.0, 5.0, 1155.0, 211.0, gateway_arrival_rate=gateway_rate)
+    return l40s_observation(replicas, completion_rate=5.0, demand=demand)
 
 
 def test_wva_sizes_for_gateway_rejections():
     """Every replica saturated, 15 req/s at the gateway, 5 req/s reaching pods.
 
-    Sized on the pods' counters, `wva` could at most double the two
-    replicas. The gateway's count sizes the fleet for the whole load at
-    once.
+    Sized on the pods' counters, `wva` grows the two replicas to at most
+    four. The gateway's count sizes the fleet for the whole load at once.
     """
-    blind = WvaPolicy(context()).decide(saturated_pair(None))
-    seen = WvaPolicy(context()).decide(saturated_pair(15.0))
-    assert blind["l40s"].target <= 4
-    assert seen["l40s"].target >= 7
+    pods_only = WvaPolicy(context()).decide(saturated_pair(None))
+    with_gateway = WvaPolicy(context()).decide(saturated_pair(15.0))
+    assert pods_only["l40s"].target <= 4
+    assert with_gateway["l40s"].target >= 7
 
 
 def test_wva_keeps_higher_pod_rate():
@@ -557,7 +555,7 @@ def test_wva_keeps_higher_pod_rate():
     assert lower["l40s"].target == absent["l40s"].target
 
 
-def test_lost_requests_not_logged_in_comparison(tmp_path, caplog):
+def test_comparison_logs_no_lost_requests(tmp_path, caplog):
     cluster, _ = busy_cluster(tmp_path)
     with caplog.at_level("INFO", logger="fleetsim.engine"):
         cluster.scale("l40s", 0)
@@ -568,9 +566,9 @@ def test_lost_requests_not_logged_in_comparison(tmp_path, caplog):
 def test_wva_settles_at_low_load():
     """Low load on the default fleet: `wva` moves to its cheapest variant once.
 
-    Starting replicas with a node are the new half of that move. Removing
-    them as spare while the old replicas bridge the move made `wva` add and
-    cancel an L40S replica every minute.
+    A starting replica with a node is the new half of that move. Removed as
+    spare while the old replicas bridged the move, it came back a minute
+    later, again and again.
     """
     result = run_comparison(
         CompareOptions(
