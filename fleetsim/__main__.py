@@ -36,13 +36,15 @@ from fleetsim.plots import (
     find_browser,
     prepare_output_folder,
     select_policies,
+    write_atomically,
     write_images,
     write_plots,
 )
 from fleetsim.trace import TRACE_FILES, TraceError
 
 logger = logging.getLogger("fleetsim")
-# kaleido and choreographer log every tab and temporary directory at INFO.
+# Loggers of kaleido and choreographer, which log every tab and temporary
+# directory at INFO.
 BROWSER_LOGGERS = ("kaleido", "choreographer", "browser_proc")
 
 
@@ -346,13 +348,10 @@ def compare_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
             bar.close()
     print(format_table(result, markdown=args.markdown))
     if args.json is not None:
-        # A temporary name and a rename, so a failed write leaves no half file.
-        partial = args.json.with_name(args.json.name + ".partial")
+        document = json.dumps(result, indent=1) + "\n"
         try:
-            partial.write_text(json.dumps(result, indent=1) + "\n")
-            partial.replace(args.json)
+            write_atomically(args.json, document.encode())
         except OSError as exc:
-            partial.unlink(missing_ok=True)
             parser.exit(1, f"{prefix} --json: {exc}\n")
         print(f"wrote {args.json}")
     if args.plots is not None:

@@ -28,27 +28,26 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-# Environment variable naming the browser. choreographer's own search reads it
-# too.
+# Environment variable with the path of the browser. choreographer 1.4 reads it
+# in its own search too.
 BROWSER_PATH_ENV = "BROWSER_PATH"
 # Debian's chromium package installs its launcher here.
 DEFAULT_BROWSER = Path("/usr/bin/chromium")
-# Limit for rendering one figure, in seconds (the default of kaleido 1.5).
+# Time limit for rendering one figure, in seconds (kaleido 1.5's default).
 RENDER_TIMEOUT_S = 90
 # PNG size in pixels, chosen to read well at the width of a Markdown page.
 IMAGE_WIDTH_PX = 1000
 IMAGE_HEIGHT_PX = 500
-# Height of one policy panel, plus room for the title and the time axis.
+# Height of one policy panel, and the extra height for the title and time axis.
 PANEL_HEIGHT_PX = 220
 PANELS_MARGIN_PX = 160
-# Series that every figure reads from each policy. The `replicas:*` and `kv:*`
-# series are drawn for whichever variants they name.
+# Series that each drawn policy must contain. The `replicas:*` and `kv:*` series
+# are optional and drawn for whichever variants they name.
 REQUIRED_SERIES = ("t", "arrival_rps", "failures")
-# By default Chromium looks up Google and search engine hosts in the
-# background (sign-in, component updates, preconnects). A figure needs no
-# network, because kaleido loads plotly.js from the plotly package and MathJax
-# is off. So these flags stop that traffic and make every host name
-# unresolvable.
+# Flags that stop Chromium's background lookups of Google and search engine
+# hosts (sign-in, component updates, preconnects) and make every host name
+# unresolvable. Rendering needs no network, because kaleido loads plotly.js
+# from the plotly package and MathJax is off.
 # NOTE: Chromium 156 still connects a UDP socket to 2001:4860:4860::8888 to
 # probe IPv6 reachability. strace showed that it sends no datagram.
 OFFLINE_CHROMIUM_FLAGS = (
@@ -82,8 +81,15 @@ def prepare_output_folder(folder: Path, create: bool = True) -> None:
     """
     folder = Path(folder)
     for path in (folder, *folder.parents):
-        if path.exists():
-            if not path.is_dir():
+        try:
+            exists = path.exists()
+            is_folder = path.is_dir()
+        except OSError as exc:
+            # Python 3.11's Path.exists() raises PermissionError, instead of
+            # returning False, when the process may not search a parent folder.
+            raise OutputFolderError(f"cannot check folder {path}: {exc}") from exc
+        if exists:
+            if not is_folder:
                 raise OutputFolderError(f"{path} is a file, not a folder")
             break
     if not folder.exists():
@@ -223,13 +229,14 @@ def write_plots(result: dict[str, Any], directory: Path) -> list[Path]:
         directory / f"{name}.html": figure.to_html(include_plotlyjs="directory")
         for name, figure in _figures(result).items()
     }
-    _write_atomically(directory / "plotly.min.js", get_plotlyjs().encode())
+    write_atomically(directory / "plotly.min.js", get_plotlyjs().encode())
     for path, page in pages.items():
-        _write_atomically(path, page.encode())
+        write_atomically(path, page.encode())
     return list(pages)
 
 
 def _json_type(value: Any) -> str:
+    """Return the JSON type name of a parsed JSON value."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -244,10 +251,10 @@ def _json_type(value: Any) -> str:
 
 
 def _check_series(policy: str, series: dict[str, Any]) -> None:
-    """Raise ValueError unless every series is an array of numbers or nulls as
-    long as `t`.
+    """Check that each series is an array of numbers or nulls as long as `t`.
 
-    NaN and infinite values pass, because plotly's JSON encoding (checked with
+    Raises ValueError naming the series and the first invalid value. NaN and
+    infinite values pass, because plotly's JSON encoding (checked with
     plotly 7.1) turns them into null, which plotly.js draws as a gap.
     """
     for key in REQUIRED_SERIES:
@@ -301,7 +308,10 @@ def check_result(result: Any, names: Iterable[str] | None = None) -> None:
     for key in ("trace", "scale", "scale_mode"):
         if key not in result:
             raise ValueError(f"the result has no {key!r}")
-    checked = list(policies) if names is None else [n for n in names if n in policies]
+    if names is None:
+        checked = list(policies)
+    else:
+        checked = [name for name in names if name in policies]
     for name in checked:
         values = policies[name]
         series = values.get("series") if isinstance(values, dict) else None
@@ -334,7 +344,7 @@ def select_policies(result: dict[str, Any], names: list[str]) -> dict[str, Any]:
 def find_browser() -> Path:
     """Return the Chrome or Chromium executable that renders the PNG files.
 
-    `BROWSER_PATH` wins when set, otherwise Debian's `/usr/bin/chromium`.
+    Uses `BROWSER_PATH` when set, otherwise Debian's `/usr/bin/chromium`.
     Unlike kaleido's own search, this never picks a browser that
     `kaleido_get_chrome` downloaded, and nothing here downloads one. Raises
     BrowserNotFoundError naming the path it looked for and how to install a
@@ -373,6 +383,8 @@ async def _render_pngs(
     from choreographer.browsers import Chromium
 
     class OfflineChromium(Chromium):
+        """Chromium started with OFFLINE_CHROMIUM_FLAGS after its usual flags."""
+
         def get_cli(self) -> list[str]:
             return [*super().get_cli(), *OFFLINE_CHROMIUM_FLAGS]
 
@@ -392,13 +404,12 @@ async def _render_pngs(
     return images
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, then rename it to `path`.
 
-    The rename replaces `path` in one step, so `path` never contains a
-    partly written file. A failure removes the temporary file, but a killed process
-    may leave it behind. Raises OSError naming `path` when writing or renaming
-    fails.
+    The rename replaces `path` in one step, so `path` never contains a partly
+    written file. A failure removes the temporary file, but a killed process may
+    leave it behind. Raises OSError naming `path` when writing or renaming fails.
     """
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
@@ -457,6 +468,6 @@ def write_images(
     paths = []
     for name, data in images.items():
         path = directory / f"{name}.png"
-        _write_atomically(path, data)
+        write_atomically(path, data)
         paths.append(path)
     return paths

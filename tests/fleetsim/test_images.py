@@ -57,6 +57,29 @@ def run_images(arguments: list[str], capsys: pytest.CaptureFixture) -> tuple[int
     return exit_info.value.code, capsys.readouterr().err
 
 
+@pytest.fixture
+def rendered_policies(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Replace `write_images` in the CLI and collect the policies of each call."""
+    rendered: list[list[str]] = []
+
+    def fake_write_images(result, directory):
+        rendered.append(list(result["policies"]))
+        return []
+
+    monkeypatch.setattr("fleetsim.__main__.write_images", fake_write_images)
+    return rendered
+
+
+@pytest.fixture
+def failing_replace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every `os.replace` fail as on a full disk."""
+
+    def replace(source, destination):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(plots.os, "replace", replace)
+
+
 def test_result_json_has_plot_series(result_file):
     result = json.loads(result_file.read_text())
     assert tuple(result["policies"]) == POLICIES
@@ -78,7 +101,7 @@ def test_images_writes_four_pngs(result_file, tmp_path, capsys):
     status = main(["images", str(result_file), str(directory)])
 
     assert status == 0
-    # Only the four PNG files: no temporary file is left beside them.
+    # No temporary file is left beside the four PNG files.
     assert sorted(path.name for path in directory.iterdir()) == list(PNG_NAMES)
     out = capsys.readouterr().out
     for name in PNG_NAMES:
@@ -95,21 +118,13 @@ def test_images_writes_four_pngs(result_file, tmp_path, capsys):
     assert png_size(directory / "kv_usage.png") == (plots.IMAGE_WIDTH_PX, panels_height)
 
 
-def test_images_policies_select_and_order(result_file, tmp_path, monkeypatch):
-    rendered = []
-
-    def fake_write_images(result, directory):
-        rendered.append(list(result["policies"]))
-        return []
-
-    monkeypatch.setattr("fleetsim.__main__.write_images", fake_write_images)
-
+def test_images_policies_select_and_order(result_file, tmp_path, rendered_policies):
     status = main(
         ["images", str(result_file), str(tmp_path), "--policies", " wva , hpa-queue=1"]
     )
 
     assert status == 0
-    assert rendered == [["wva", "hpa-queue=1"]]
+    assert rendered_policies == [["wva", "hpa-queue=1"]]
 
 
 def test_select_policies_keeps_other_fields(result_file):
@@ -208,7 +223,7 @@ def broken_result(result_file: Path, policy: str, key: str, value) -> dict:
 def test_images_broken_series_exit_2(
     result_file, tmp_path, capsys, monkeypatch, key, value, message
 ):
-    # Validation comes before the browser: a browser that fails must not be reached.
+    # The result is checked before the browser starts, so /bin/false never runs.
     monkeypatch.setenv("BROWSER_PATH", "/bin/false")
     path = tmp_path / "result.json"
     path.write_text(json.dumps(broken_result(result_file, "wva", key, value)))
@@ -233,14 +248,7 @@ def test_check_result_accepts_gaps(result_file):
     plots.check_result(result)
 
 
-def test_images_checks_only_selected_policies(result_file, tmp_path, monkeypatch):
-    rendered = []
-
-    def fake_write_images(result, directory):
-        rendered.append(list(result["policies"]))
-        return []
-
-    monkeypatch.setattr("fleetsim.__main__.write_images", fake_write_images)
+def test_images_checks_only_selected_policies(result_file, tmp_path, rendered_policies):
     path = tmp_path / "result.json"
     broken = broken_result(result_file, "hpa-queue=1", "failures", "abc")
     path.write_text(json.dumps(broken))
@@ -248,7 +256,7 @@ def test_images_checks_only_selected_policies(result_file, tmp_path, monkeypatch
     status = main(["images", str(path), str(tmp_path), "--policies", "wva"])
 
     assert status == 0
-    assert rendered == [["wva"]]
+    assert rendered_policies == [["wva"]]
 
 
 @pytest.mark.parametrize(
@@ -297,7 +305,7 @@ def test_images_empty_path_exit_2(result_file, tmp_path, capsys, position):
 def test_images_folder_that_is_file_exit_2(
     result_file, tmp_path, capsys, monkeypatch, below
 ):
-    # The check comes before the browser starts, so a failing one is not reached.
+    # DIR is checked before the browser starts, so /bin/false never runs.
     monkeypatch.setenv("BROWSER_PATH", "/bin/false")
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -350,16 +358,13 @@ def test_write_plots_writes_pages_and_bundle(result_file, tmp_path):
         assert 'src="plotly.min.js"' in path.read_text(), path.name
 
 
-def test_write_plots_keeps_old_file_on_failure(result_file, tmp_path, monkeypatch):
+@pytest.mark.usefixtures("failing_replace")
+def test_write_plots_keeps_old_file_on_failure(result_file, tmp_path):
     result = json.loads(result_file.read_text())
     directory = tmp_path / "plots"
     directory.mkdir()
     (directory / "replicas.html").write_text("old")
 
-    def failing_replace(source, destination):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(plots.os, "replace", failing_replace)
     with pytest.raises(OSError, match="^cannot write .*plotly.min.js: disk full$"):
         plots.write_plots(result, directory)
 
@@ -444,16 +449,64 @@ def test_images_browser_fails_to_start_exit_1(
     assert not (tmp_path / "images").exists()
 
 
-def test_write_atomically_removes_temporary_on_failure(tmp_path, monkeypatch):
+@pytest.mark.usefixtures("failing_replace")
+def test_write_atomically_removes_temporary_on_failure(tmp_path):
     target = tmp_path / "load.png"
     target.write_bytes(b"old")
 
-    def failing_replace(source, destination):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(plots.os, "replace", failing_replace)
     with pytest.raises(OSError, match=f"^cannot write {target}: disk full$"):
-        plots._write_atomically(target, PNG_SIGNATURE + b"new")
+        plots.write_atomically(target, PNG_SIGNATURE + b"new")
 
     assert target.read_bytes() == b"old"
     assert [path.name for path in tmp_path.iterdir()] == ["load.png"]
+
+
+@pytest.mark.usefixtures("failing_replace")
+def test_compare_json_cleanup_failure_exit_1(
+    result_file, tmp_path, capsys, monkeypatch
+):
+    result = json.loads(result_file.read_text())
+    monkeypatch.setattr(
+        "fleetsim.__main__.run_comparison", lambda options, progress: result
+    )
+    original_unlink = Path.unlink
+
+    def failing_unlink(self, *args, **kwargs):
+        # The probe of the output folder check is still removed.
+        if self.name.startswith(".fleetsim-probe-"):
+            return original_unlink(self, *args, **kwargs)
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "unlink", failing_unlink)
+    target = tmp_path / "result.json"
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--trace", "azure-conv", "--json", str(target)])
+
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    # The message names the failed write, not the failed clean-up after it.
+    assert f"--json: cannot write {target}: disk full" in err
+    assert not target.exists()
+
+
+def test_compare_images_unsearchable_folder_exit_2(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "private" / "images"
+    original_stat = Path.stat
+
+    def failing_stat(self, *args, **kwargs):
+        # stat() fails like this for a non-root user who may not search the parent.
+        if self == folder:
+            raise PermissionError(13, "Permission denied", str(self))
+        return original_stat(self, *args, **kwargs)
+
+    monkeypatch.setenv("BROWSER_PATH", "/bin/true")
+    monkeypatch.setattr(Path, "stat", failing_stat)
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--trace", "azure-conv", "--images", str(folder)])
+
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--images: cannot check folder {folder}" in err
+    assert "Permission denied" in err
