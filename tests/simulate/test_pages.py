@@ -99,9 +99,9 @@ def test_form_shows_defaults_and_descriptions(people: People) -> None:
     text = people.client("operator").get(LIST_URL).content.decode()
     assert 'placeholder="1"' in text
     assert 'placeholder="600"' in text
-    assert "Empty means the default, 600." in text
+    assert "Seconds of scaled trace, 60 to 3600. Empty means the default, 600." in text
     assert "Load factor above 0, at most 10. Empty means the default, 1." in text
-    assert "Empty means the default, 1." in text
+    assert "0 to 4294967295. Empty means the default, 1." in text
     for name in POLICIES:
         assert f'data-policy="{name}"' in text, name
     assert escape(POLICY_DESCRIPTIONS["oracle"]) in text
@@ -184,7 +184,8 @@ def test_detail_missing_run_404(people: People) -> None:
     assert response.status_code == 404
     assert "Comparison run 9999 does not exist." in text
     assert '<a href="/compare/">All comparisons</a>' in text
-    assert 'href="/compare/"' in text.split('id="run-missing"')[0], "no nav bar"
+    page_top = text.split('id="run-missing"')[0]
+    assert 'href="/compare/"' in page_top, "navigation bar missing"
 
 
 def test_progress_json_of_running_run(people: People) -> None:

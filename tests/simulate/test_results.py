@@ -85,7 +85,7 @@ def test_attainment_margin_edge_included() -> None:
     assert attaining_policies(figures, ["top", "edge", "below"]) == {"top", "edge"}
 
 
-def test_cost_row_without_qualifier_unmarked() -> None:
+def test_cost_row_attaining_value_missing() -> None:
     result = result_of(
         failing={"slo_attainment": 0.5, "usd": 0.1},
         good={"slo_attainment": 1.0, "usd": None},

@@ -99,8 +99,8 @@ def test_start_run_limit_message_singular(people: People, settings: Any) -> None
         (3, "never-started", "3 never-started comparison runs"),
     ],
 )
-def test_count_runs_plural(count: int, kind: str, text: str) -> None:
-    assert runs.count_runs(count, kind) == text
+def test_format_run_count_plural(count: int, kind: str, text: str) -> None:
+    assert runs.format_run_count(count, kind) == text
 
 
 def test_task_stores_result_of_real_run(people: People, temp_root: Path) -> None:

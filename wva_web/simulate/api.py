@@ -54,8 +54,8 @@ class StartComparisonRole(BasePermission):
 class ComparisonOptionsSerializer(serializers.Serializer):
     """Options of a new run.
 
-    Every field may be left out for its default. A JSON null is rejected
-    with a 400 that names the field instead of taking the default.
+    Every field may be left out for its default, but a JSON null is
+    rejected with a 400 that names the field.
     """
 
     trace = serializers.CharField(

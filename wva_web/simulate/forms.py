@@ -31,6 +31,10 @@ def _choices(values: tuple[str, ...]) -> list[tuple[str, str]]:
     return [(value, value) for value in values]
 
 
+def _help_text(accepted: str, default: str) -> str:
+    return f"{accepted}. Empty means the default, {default}."
+
+
 class ComparisonForm(forms.Form):
     """Options of a new run.
 
@@ -47,9 +51,13 @@ class ComparisonForm(forms.Form):
     )
     scale = forms.CharField(
         required=False,
-        initial=f"{DEFAULT_SCALE:g}",
+        initial=format_number(DEFAULT_SCALE),
         widget=forms.NumberInput(
-            attrs={"step": "any", "min": "0", "placeholder": f"{DEFAULT_SCALE:g}"}
+            attrs={
+                "step": "any",
+                "min": "0",
+                "placeholder": format_number(DEFAULT_SCALE),
+            }
         ),
     )
     scale_mode = forms.CharField(
@@ -66,7 +74,7 @@ class ComparisonForm(forms.Form):
     seed = forms.CharField(
         required=False,
         initial=str(DEFAULT_SEED),
-        help_text=f"0 to {MAX_SEED}. Empty means the default, {DEFAULT_SEED}.",
+        help_text=_help_text(f"0 to {MAX_SEED}", str(DEFAULT_SEED)),
         widget=forms.NumberInput(attrs={"placeholder": str(DEFAULT_SEED)}),
     )
     duration_s = forms.CharField(
@@ -74,7 +82,7 @@ class ComparisonForm(forms.Form):
         label="Duration (s)",
         initial=f"{DEFAULT_DURATION_S:g}",
         widget=forms.NumberInput(
-            attrs={"step": "any", "placeholder": f"{DEFAULT_DURATION_S:g}"}
+            attrs={"step": "any", "placeholder": format_number(DEFAULT_DURATION_S)}
         ),
     )
 
@@ -87,16 +95,16 @@ class ComparisonForm(forms.Form):
         max_duration = format_number(conf.max_duration_s())
         scale = self.fields["scale"]
         scale.widget.attrs["max"] = max_scale
-        scale.help_text = (
-            f"Load factor above 0, at most {max_scale}. Empty means the "
-            f"default, {DEFAULT_SCALE:g}."
+        scale.help_text = _help_text(
+            f"Load factor above 0, at most {max_scale}", format_number(DEFAULT_SCALE)
         )
         duration = self.fields["duration_s"]
         duration.widget.attrs["min"] = f"{MIN_DURATION_S:g}"
         duration.widget.attrs["max"] = max_duration
-        duration.help_text = (
+        duration.help_text = _help_text(
             f"Seconds of scaled trace, {format_number(MIN_DURATION_S)} to "
-            f"{max_duration}. Empty means the default, {DEFAULT_DURATION_S:g}."
+            f"{max_duration}",
+            format_number(DEFAULT_DURATION_S),
         )
         self.options: ComparisonOptions | None = None
 

@@ -49,15 +49,15 @@ POLICY_DESCRIPTIONS = {
         "forecast one start-up delay ahead"
     ),
     "oracle": (
-        "knows the future trace and sizes for the busiest 60 s ahead: a reference, "
+        "reads the future trace and sizes for the busiest 60 s ahead: a reference, "
         "not a policy one could run"
     ),
 }
 MIN_DURATION_S = 60.0
 # Largest seed: numpy's and Python's generators both take 0 to 2**32 - 1.
 MAX_SEED = 2**32 - 1
-# Floats hold every integer below 2**53 exactly. Larger whole floats show in
-# exponent form, so a huge value does not print hundreds of digits.
+# Floats store every integer up to 2**53 exactly. `format_number` prints whole
+# floats below this as integers, others by repr (exponent form from 1e16 on).
 MAX_EXACT_INTEGER = 2.0**53
 OPTION_NAMES = (
     "trace",
@@ -70,7 +70,7 @@ OPTION_NAMES = (
 )
 
 DEFAULT_TRACE = CompareOptions.trace
-DEFAULT_SCALE = 1.0
+DEFAULT_SCALE = CompareOptions.scale
 DEFAULT_SCALE_MODE = CompareOptions.scale_mode
 DEFAULT_SEED = CompareOptions.seed
 DEFAULT_DURATION_S = 600.0
@@ -174,7 +174,7 @@ def reject_unknown(raw: Mapping[str, Any]) -> None:
 
 
 def _is_blank(value: Any) -> bool:
-    """Tell whether a value is a blank string. An empty policy list is a value."""
+    """Return True for a blank string. An empty policy list is a value, not blank."""
     return isinstance(value, str) and not value.strip()
 
 
@@ -210,7 +210,7 @@ def check_scale(value: Any) -> float:
     limit = conf.max_scale()
     if not 0 < scale <= limit:
         raise ValueError(
-            f"scale {_show_input(value, scale)} is out of range: use a factor "
+            f"scale {_format_input(value, scale)} is out of range: use a factor "
             f"above 0 and at most {format_number(limit)}"
         )
     return scale
@@ -221,7 +221,7 @@ def check_duration(value: Any) -> float:
     limit = conf.max_duration_s()
     if not MIN_DURATION_S <= duration <= limit:
         raise ValueError(
-            f"duration {_show_input(value, duration)} s is out of range: use "
+            f"duration {_format_input(value, duration)} s is out of range: use "
             f"{format_number(MIN_DURATION_S)} to {format_number(limit)} s"
         )
     return duration
@@ -229,11 +229,11 @@ def check_duration(value: Any) -> float:
 
 def check_seed(value: Any) -> int:
     if isinstance(value, bool) or isinstance(value, float):
-        raise ValueError(f"seed {_show_value(value)} is not an integer")
+        raise ValueError(f"seed {_format_value(value)} is not an integer")
     try:
         seed = int(str(value).strip())
     except ValueError:
-        raise ValueError(f"seed {_show_value(value)} is not an integer") from None
+        raise ValueError(f"seed {_format_value(value)} is not an integer") from None
     if not 0 <= seed <= MAX_SEED:
         raise ValueError(f"seed {seed} is out of range: use 0 to {MAX_SEED}")
     return seed
@@ -247,7 +247,7 @@ def check_policies(value: Any) -> tuple[str, ...]:
         names = [str(name).strip() for name in value]
     else:
         raise ValueError(
-            f"policies {_show_value(value)} is not a list: send a list or a "
+            f"policies {_format_value(value)} is not a list: send a list or a "
             f"comma-separated string of {', '.join(POLICIES)}"
         )
     unknown = [name for name in names if name not in POLICIES]
@@ -275,25 +275,25 @@ def _choice(label: str, value: Any, choices: Sequence[str]) -> str:
 
 def _number(label: str, value: Any) -> float:
     if isinstance(value, bool):
-        raise ValueError(f"{label} {_show_value(value)} is not a number")
+        raise ValueError(f"{label} {_format_value(value)} is not a number")
     try:
         number = float(str(value).strip())
     except ValueError:
-        raise ValueError(f"{label} {_show_value(value)} is not a number") from None
+        raise ValueError(f"{label} {_format_value(value)} is not a number") from None
     if not math.isfinite(number):
-        raise ValueError(f"{label} {_show_value(value)} is not a finite number")
+        raise ValueError(f"{label} {_format_value(value)} is not a finite number")
     return number
 
 
-def _show_value(value: Any) -> str:
-    """Show a rejected value: `null`, `true` and `false` as JSON, others by repr."""
+def _format_value(value: Any) -> str:
+    """Format a rejected value: None and booleans as JSON writes them, else repr."""
     if value is None or isinstance(value, bool):
         return json.dumps(value)
     return repr(value)
 
 
-def _show_input(value: Any, number: float) -> str:
-    """Show a number as the request typed it: the text, or the JSON integer."""
+def _format_input(value: Any, number: float) -> str:
+    """Format a number as the request sent it: the stripped text or the integer."""
     if isinstance(value, str):
         return value.strip()
     if isinstance(value, int):
@@ -302,13 +302,13 @@ def _show_input(value: Any, number: float) -> str:
 
 
 def format_number(number: float) -> str:
-    """Show a whole number as an integer (99999999, not 1e+08), others by repr."""
+    """Format a whole number as an integer (99999999, not 1e+08), others by repr."""
     if number.is_integer() and abs(number) < MAX_EXACT_INTEGER:
         return str(int(number))
     return repr(number)
 
 
-# Expected value and default of each option, for the message on a JSON null.
+# Expected kind of value and default of each option, for the message on a JSON null.
 NULL_HINTS = {
     "trace": ("a trace name", DEFAULT_TRACE),
     "scale": ("a number", format_number(DEFAULT_SCALE)),

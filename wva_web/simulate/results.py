@@ -9,9 +9,9 @@ from typing import Any
 
 HIGHER = "higher"
 LOWER = "lower"
-# A cost or energy row marks its best value only among the policies whose SLO
-# attainment is at most this far below the run's highest, because a policy
-# that fails requests spends less for the wrong reason.
+# A GPU-hour, cost or energy row marks its best value only among the policies
+# whose SLO attainment, a fraction, is at most this far below the run's
+# highest. A policy that fails requests spends less for the wrong reason.
 ATTAINMENT_MARGIN = 0.01
 # Slack for float rounding, so that 1.0 - 0.99 still counts as within 0.01.
 EPSILON = 1e-9
@@ -26,8 +26,8 @@ class Figure:
     digits: int
     # True for a fraction shown as a percentage: 0.97 as 97.00.
     percent: bool = False
-    # True for a cost or energy row, whose best counts only policies that
-    # reach the run's SLO attainment (see ATTAINMENT_MARGIN).
+    # True for a GPU-hour, cost or energy row, whose best value counts only the
+    # policies that `attaining_policies` returns.
     resource: bool = False
 
 
@@ -74,8 +74,8 @@ def figure_rows(result: Mapping[str, Any] | None, policies: list[str]) -> list[R
     """Build the table rows for `policies`, in that column order.
 
     The best value of a row, compared as shown after rounding, is marked on
-    every policy that reaches it. Cost and energy rows compare only the
-    policies that `attaining_policies` returns. A missing or non-numeric
+    every policy that reaches it. GPU-hour, cost and energy rows compare only
+    the policies that `attaining_policies` returns. A missing or non-numeric
     figure shows as "n/a" and is never best.
     """
     figures = _policy_figures(result)
@@ -93,10 +93,10 @@ def figure_rows(result: Mapping[str, Any] | None, policies: list[str]) -> list[R
 def attaining_policies(
     figures: Mapping[str, Mapping[str, Any]], policies: list[str]
 ) -> set[str]:
-    """Return the policies whose SLO attainment is within ATTAINMENT_MARGIN of the best.
+    """Return the policies within ATTAINMENT_MARGIN of the highest SLO attainment.
 
-    A policy without a numeric attainment is left out, so a run without any
-    returns an empty set.
+    A policy without a numeric attainment is left out, so a run in which no
+    policy has one returns an empty set.
     """
     attainment = {
         name: _number(figures.get(name, {}).get("slo_attainment")) for name in policies
@@ -148,9 +148,9 @@ def _row(
     eligible: list[bool] | None = None,
     detail: bool = False,
 ) -> Row:
-    """Build one row. Only a cell whose `eligible` entry is true may be best.
+    """Build one row. Only a cell whose `eligible` entry is True may be best.
 
-    `eligible` None makes every cell eligible.
+    With `eligible` None, every cell may be best.
     """
     rounded_values = [_rounded(figure, value) for value in values]
     if eligible is None:

@@ -71,7 +71,7 @@ def can_start(user: Any) -> bool:
     return access.has_role_anywhere(user, Role.OPERATOR)
 
 
-def count_runs(count: int, kind: str = "") -> str:
+def format_run_count(count: int, kind: str = "") -> str:
     """Format a count of runs: "1 comparison run", "2 lost comparison runs"."""
     noun = "comparison run" if count == 1 else "comparison runs"
     return f"{count} {kind} {noun}" if kind else f"{count} {noun}"
@@ -111,8 +111,8 @@ def start_run(user: Any, options: ComparisonOptions) -> ComparisonRun:
         active = ComparisonRun.objects.active().count()
         if active >= limit:
             raise RunLimitReached(
-                f"{count_runs(active)} {_is_are(active)} already queued or running "
-                f"and the limit is {limit}: wait for one to finish"
+                f"{format_run_count(active)} {_is_are(active)} already queued or "
+                f"running and the limit is {limit}: wait for one to finish"
             )
         run = ComparisonRun.objects.create(
             created_by=user,
@@ -183,8 +183,8 @@ def fail_lost_runs() -> int:
     if lost or stale:
         logger.warning(
             "failed %s and %s",
-            count_runs(lost, "lost"),
-            count_runs(stale, "never-started"),
+            format_run_count(lost, "lost"),
+            format_run_count(stale, "never-started"),
         )
     return lost + stale
 
@@ -211,7 +211,7 @@ def fail_runs_of_worker(hostname: str) -> int:
     if failed:
         logger.warning(
             "failed %s left running by the restart of worker %s",
-            count_runs(failed),
+            format_run_count(failed),
             hostname,
         )
     return failed
@@ -335,8 +335,8 @@ def _no_slot(run_id: int, can_wait: bool) -> Outcome:
         )
         return Outcome.WAITING
     error = (
-        f"no free slot: {count_runs(busy)} {_is_are(busy)} running and the limit "
-        f"is {busy}"
+        f"no free slot: {format_run_count(busy)} {_is_are(busy)} running and the "
+        f"limit is {busy}"
     )
     fail_run(run_id, error, RunStatus.QUEUED)
     logger.warning("comparison run %s failed: %s", run_id, error)

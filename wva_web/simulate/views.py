@@ -87,7 +87,7 @@ def _render_list(
 
 @require_GET
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    """Show a run, or a 404 page in the console's layout when it does not exist."""
+    """Render a run's page, or a 404 page in the console's layout when it is missing."""
     run = runs.visible_runs(request.user).filter(pk=pk).first()
     if run is None:
         context = page_context(request, pk=pk)
