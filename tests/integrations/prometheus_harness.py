@@ -1,4 +1,4 @@
-"""A real Prometheus server and a fault proxy in front of it, for the tests.
+"""A real Prometheus server, a fault proxy in front of it and loopback helpers.
 
 The server is Debian's `prometheus` binary, started on a free loopback port
 in 18300-18399 with its own temporary storage. It finds the emulated
@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import requests
 
@@ -30,6 +30,8 @@ STARTUP_TIMEOUT_S = 30.0
 # A hanging response of the proxy ends after this long, so no thread outlives
 # the test by much.
 HANG_S = 3.0
+# Content type of the Prometheus text exposition format.
+EXPOSITION_TYPE = "text/plain; version=0.0.4"
 
 
 def prometheus_binary() -> str:
@@ -187,6 +189,60 @@ class PrometheusServer:
         self.process = None
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """Request handler that logs no requests and sends each body in one piece."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        return
+
+    def send_body(self, code: int, content_type: str, body: bytes) -> None:
+        """Send a complete response with status `code` and `body`."""
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class LoopbackServer:
+    """Threaded HTTP server on a free loopback port, served by a daemon thread."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        self.url = f"http://{self.address}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, args=(0.1,), daemon=True
+        )
+
+    def start(self) -> Self:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def vector_response(
+    rows: Iterable[tuple[dict[str, Any], str]], at: float
+) -> dict[str, Any]:
+    """Build a successful instant-vector response with one series per row."""
+    return {
+        "status": "success",
+        "data": {
+            "resultType": "vector",
+            "result": [
+                {"metric": labels, "value": [at, value]} for labels, value in rows
+            ],
+        },
+    }
+
+
 def wait_for_scrape() -> None:
     """Wait past the next scrape of every target, so new values are stored.
 
@@ -195,7 +251,7 @@ def wait_for_scrape() -> None:
     time.sleep(2.2)
 
 
-class FaultProxy:
+class FaultProxy(LoopbackServer):
     """Loopback HTTP proxy to Prometheus's query API that injects one fault.
 
     `mode` is "pass" (forward unchanged), "http_500", "hang" (send nothing
@@ -209,27 +265,12 @@ class FaultProxy:
         self.upstream = upstream
         self.mode = "pass"
         self.requests = 0
-        handler = type("Handler", (_ProxyHandler,), {"proxy": self})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, args=(0.1,), daemon=True
-        )
+        super().__init__(type("Handler", (_ProxyHandler,), {"proxy": self}))
 
     def set_mode(self, mode: str) -> None:
         if mode not in self.MODES:
             raise ValueError(f"unknown fault mode {mode!r}")
         self.mode = mode
-
-    def start(self) -> FaultProxy:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
     def respond(self, path: str, body: bytes) -> tuple[int, bytes]:
         """Forward one request to Prometheus and return the (faulty) response."""
@@ -268,29 +309,21 @@ class FaultProxy:
         return 200, json.dumps(payload).encode()
 
 
-class _ProxyHandler(BaseHTTPRequestHandler):
+class _ProxyHandler(QuietHandler):
     proxy: FaultProxy
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        return
 
     def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         code, data = self.proxy.respond(self.path, body)
         try:
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.send_body(code, "application/json", data)
         except OSError:
             # The client gave up on a hanging response and closed the socket.
             return
 
 
-class GatewayExporter:
+class GatewayExporter(LoopbackServer):
     """Loopback endpoint with the llm-d gateway's inference-pool gauges."""
 
     TEXT = (
@@ -302,33 +335,11 @@ class GatewayExporter:
 
     def __init__(self) -> None:
         handler = type("Handler", (_ExporterHandler,), {"body": self.TEXT.encode()})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, args=(0.1,), daemon=True
-        )
-
-    def start(self) -> GatewayExporter:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+        super().__init__(handler)
 
 
-class _ExporterHandler(BaseHTTPRequestHandler):
+class _ExporterHandler(QuietHandler):
     body: bytes
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        return
 
     def do_GET(self) -> None:  # noqa: N802
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
+        self.send_body(200, EXPOSITION_TYPE, self.body)

@@ -2,18 +2,16 @@
 
 The first tests run a real Prometheus that scrapes a loopback exporter of
 the endpoint picker's request counters. Each counter grows at a fixed rate,
-and the rate window is shortened to 5 s so that rate() is exact within
-seconds of the start. The other tests use a loopback server that returns
+and the rate window is shortened to 5 s so that rate() matches those rates
+within seconds of the start. The other tests use a loopback server that returns
 canned query results, for values and failures a real server does not give.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -21,9 +19,12 @@ from urllib.parse import parse_qs
 import pytest
 
 from tests.integrations.prometheus_harness import (
+    EXPOSITION_TYPE,
+    LoopbackServer,
     PrometheusServer,
-    free_port,
+    QuietHandler,
     prometheus_binary,
+    vector_response,
 )
 from wva_web.integrations import metrics, prometheus
 from wva_web.integrations.metrics import ScrapeTarget
@@ -44,15 +45,18 @@ COUNTERS = (
     ),
     (
         "inference_objective_request_error_total",
-        'model_name="llama",target_model_name="llama-8b",error_code="ResourceExhausted"',
+        'model_name="llama",target_model_name="llama-8b",'
+        'error_code="ResourceExhausted"',
         3.0,
     ),
     (
         "inference_objective_request_error_total",
-        'model_name="llama",target_model_name="llama-8b",error_code="ServiceUnavailable"',
+        'model_name="llama",target_model_name="llama-8b",'
+        'error_code="ServiceUnavailable"',
         1.0,
     ),
-    # Counted in request_total too, and not demand: both are left out.
+    # ModelServerError is counted in request_total too, and BadRequest is
+    # no demand for replicas, so both are left out.
     (
         "inference_objective_request_error_total",
         'model_name="llama",target_model_name="llama-8b",error_code="ModelServerError"',
@@ -87,39 +91,26 @@ COUNTERS = (
     # Older pickers reject a request before they record its model.
     (
         "inference_model_request_error_total",
-        'model_name="",target_model_name="",error_code="InferencePoolResourceExhausted"',
+        'model_name="",target_model_name="",'
+        'error_code="InferencePoolResourceExhausted"',
         9.0,
     ),
 )
 
 
-class CounterExporter:
+class CounterExporter(LoopbackServer):
     """Loopback /metrics endpoint whose counters grow at fixed rates."""
 
     def __init__(self) -> None:
         started = time.time()
         exporter = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                return
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802
                 body = exporter.text(time.time() - started).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.send_body(200, EXPOSITION_TYPE, body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.server.daemon_threads = True
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, args=(0.1,), daemon=True
-        )
+        super().__init__(Handler)
 
     @staticmethod
     def text(elapsed_s: float) -> str:
@@ -131,17 +122,9 @@ class CounterExporter:
         ]
         return "\n".join(lines) + "\n"
 
-    def start(self) -> CounterExporter:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
 
 def gateway_config(address: str) -> str:
+    """Return a Prometheus configuration that scrapes `address` each second."""
     return (
         "global:\n"
         "  scrape_interval: 1s\n"
@@ -163,7 +146,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServe
     try:
         prom.start()
         prom.wait_until("inference_objective_request_total")
-        # Past one full rate window of samples, one scrape a second.
+        # Wait past one full rate window of samples, at one scrape a second.
         time.sleep(7.0)
         yield prom
     finally:
@@ -219,20 +202,8 @@ def test_default_window_query_accepted(server: PrometheusServer) -> None:
 # Canned query results.
 
 
-def vector(rows: list[tuple[dict[str, str], str]], at: float) -> dict[str, Any]:
-    return {
-        "status": "success",
-        "data": {
-            "resultType": "vector",
-            "result": [
-                {"metric": labels, "value": [at, value]} for labels, value in rows
-            ],
-        },
-    }
-
-
 def pod_rows(at: float) -> list[tuple[dict[str, str], str]]:
-    """Rows of the joined pod query for POD, every value valid and current."""
+    """Return rows of the joined pod query for POD, each value valid and current."""
     values = {
         prometheus.KV_NEW: "0.5",
         "num_requests_waiting": "2",
@@ -257,11 +228,12 @@ def pod_rows(at: float) -> list[tuple[dict[str, str], str]]:
     ]
 
 
-def gateway_row(key: str, model: str, value: str) -> tuple[dict[str, str], str]:
-    return {prometheus.FIELD_LABEL: key, "target_model_name": model}, value
+def gateway_row(key: str, model: object, value: str) -> tuple[dict[str, Any], str]:
+    """Return one series of the gateway query, `model` being its label value."""
+    return {prometheus.FIELD_LABEL: key, prometheus.GATEWAY_MODEL_LABEL: model}, value
 
 
-class CannedPrometheus:
+class CannedPrometheus(LoopbackServer):
     """Loopback /api/v1/query that returns canned pod and gateway results.
 
     `gateway` is the list of gateway rows, or an (HTTP status, error) pair
@@ -269,33 +241,18 @@ class CannedPrometheus:
     """
 
     def __init__(self) -> None:
-        self.gateway: list[tuple[dict[str, str], str]] | tuple[int, str] = []
+        self.gateway: list[tuple[dict[str, Any], str]] | tuple[int, str] = []
         self.queries: list[str] = []
         canned = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                return
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
                 form = parse_qs(self.rfile.read(length).decode())
                 code, payload = canned.respond(form["query"][0])
-                body = json.dumps(payload).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.send_body(code, "application/json", json.dumps(payload).encode())
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, args=(0.1,), daemon=True
-        )
+        super().__init__(Handler)
 
     def respond(self, query: str) -> tuple[int, dict[str, Any]]:
         self.queries.append(query)
@@ -304,26 +261,25 @@ class CannedPrometheus:
             if isinstance(self.gateway, tuple):
                 code, error = self.gateway
                 return code, {"status": "error", "error": error}
-            return 200, vector(self.gateway, at)
+            return 200, vector_response(self.gateway, at)
         if "inference_pool_average" in query:
-            return 200, vector([], at)
-        return 200, vector(pod_rows(at), at)
+            return 200, vector_response([], at)
+        return 200, vector_response(pod_rows(at), at)
 
 
 @pytest.fixture
 def canned() -> Iterator[CannedPrometheus]:
-    server = CannedPrometheus()
-    server.thread.start()
+    server = CannedPrometheus().start()
     try:
         yield server
     finally:
-        server.server.shutdown()
-        server.server.server_close()
-        server.thread.join(timeout=5)
+        server.stop()
 
 
 @pytest.fixture
-def make_source(canned: CannedPrometheus) -> Callable[[], Any]:
+def make_source(
+    canned: CannedPrometheus,
+) -> Callable[[], prometheus.PrometheusMetricsSource]:
     def make() -> prometheus.PrometheusMetricsSource:
         return prometheus.PrometheusMetricsSource(
             canned.url, timeout_s=2.0, retries=1, backoff_s=0.0, sleep=lambda _: None
@@ -399,6 +355,27 @@ def test_failed_pod_query_clears_rates(canned, make_source, monkeypatch) -> None
     assert source.gateway_request_rates == {}
 
 
+def test_left_out_rates_logged_once(
+    canned: CannedPrometheus,
+    make_source: Callable[[], prometheus.PrometheusMetricsSource],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given seven models whose rates are NaN.
+    canned.gateway = [
+        gateway_row(prometheus.GATEWAY_REQUESTS, f"model-{i}", "NaN") for i in range(7)
+    ]
+    # When one scrape reads them.
+    with caplog.at_level("WARNING", logger=prometheus.logger.name):
+        make_source().scrape(TARGETS)
+    # Then one warning counts them all and lists the first five.
+    warnings = [r.getMessage() for r in caplog.records if "gateway" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "left out 7 gateway request rates" in warnings[0]
+    assert "model-4: rate nan" in warnings[0]
+    assert "model-5" not in warnings[0]
+    assert warnings[0].endswith("and 2 more")
+
+
 def test_query_restricted_to_namespaces() -> None:
     query = prometheus.gateway_query(["llm", "team-b", ""])
     assert 'namespace=~"llm|team\\\\-b"' in query
@@ -412,68 +389,79 @@ def test_query_restricted_to_namespaces() -> None:
 # -- values that must not size a fleet -------------------------------------
 
 
-def gateway_series(model: object, key: str, value: str) -> tuple[dict[str, Any], str]:
-    return ({prometheus.FIELD_LABEL: key, prometheus.GATEWAY_MODEL_LABEL: model}, value)
+def rates_of(
+    rows: list[tuple[dict[str, Any], str]],
+) -> tuple[dict[str, float], list[str]]:
+    """Run gateway_rates on a vector response with `rows`."""
+    return prometheus.gateway_rates(vector_response(rows, 1000.0))
 
 
 def test_implausible_gateway_rate_left_out() -> None:
-    rates, problems = prometheus.gateway_rates(
-        vector(
-            [
-                gateway_series("huge", prometheus.GATEWAY_REQUESTS, "1e300"),
-                gateway_series("fine", prometheus.GATEWAY_REQUESTS, "12.5"),
-            ],
-            1000.0,
-        )
+    rates, problems = rates_of(
+        [
+            gateway_row(prometheus.GATEWAY_REQUESTS, "huge", "1e300"),
+            gateway_row(prometheus.GATEWAY_REQUESTS, "fine", "12.5"),
+        ]
     )
     assert rates == {"fine": 12.5}
     assert any("huge: 1e+300 requests/s" in p for p in problems)
 
 
 def test_negative_part_left_out() -> None:
-    rates, problems = prometheus.gateway_rates(
-        vector(
-            [
-                gateway_series("m", prometheus.GATEWAY_REQUESTS, "10"),
-                gateway_series("m", prometheus.GATEWAY_REJECTED, "-7"),
-            ],
-            1000.0,
-        )
+    rates, problems = rates_of(
+        [
+            gateway_row(prometheus.GATEWAY_REQUESTS, "m", "10"),
+            gateway_row(prometheus.GATEWAY_REJECTED, "m", "-7"),
+        ]
     )
     assert rates == {}
     assert any("-7.0" in p for p in problems)
 
 
 def test_unknown_part_gives_no_rate() -> None:
-    rates, problems = prometheus.gateway_rates(
-        vector([gateway_series("m", "other", "10")], 1000.0)
-    )
+    rates, problems = rates_of([gateway_row("other", "m", "10")])
     assert rates == {}
     assert problems == []
 
 
 def test_duplicate_series_reported() -> None:
-    _, problems = prometheus.gateway_rates(
-        vector(
-            [
-                gateway_series("m", prometheus.GATEWAY_REQUESTS, "50"),
-                gateway_series("m", prometheus.GATEWAY_REQUESTS, "2"),
-            ],
-            1000.0,
-        )
+    _, problems = rates_of(
+        [
+            gateway_row(prometheus.GATEWAY_REQUESTS, "m", "50"),
+            gateway_row(prometheus.GATEWAY_REQUESTS, "m", "2"),
+        ]
     )
     assert any("more than one" in p for p in problems)
+
+
+def vector_with_result(result: object) -> dict[str, object]:
+    """Return a successful vector response with `result` unchecked."""
+    return {"status": "success", "data": {"resultType": "vector", "result": result}}
 
 
 @pytest.mark.parametrize(
     "payload",
     [
-        vector([gateway_series(7, prometheus.GATEWAY_REQUESTS, "1")], 1000.0),
-        vector([gateway_series(["a"], prometheus.GATEWAY_REQUESTS, "1")], 1000.0),
-        {"status": "success", "data": {"resultType": "vector", "result": 5}},
+        vector_response([gateway_row(prometheus.GATEWAY_REQUESTS, 7, "1")], 1000.0),
+        vector_response([gateway_row(prometheus.GATEWAY_REQUESTS, ["a"], "1")], 1000.0),
+        vector_with_result(5),
+        vector_with_result(0),
+        vector_with_result(""),
     ],
-    ids=["int-label", "list-label", "result-not-list"],
+    ids=[
+        "int-label",
+        "list-label",
+        "result-not-list",
+        "result-zero",
+        "result-empty-string",
+    ],
 )
-def test_malformed_answer_fails_query(payload: dict[str, object]) -> None:
+def test_malformed_response_fails_query(payload: dict[str, object]) -> None:
     with pytest.raises(prometheus.PrometheusQueryError):
         prometheus.gateway_rates(payload)
+
+
+def test_null_result_reads_empty() -> None:
+    rates, problems = prometheus.gateway_rates(vector_with_result(None))
+    assert rates == {}
+    assert problems == []

@@ -306,7 +306,7 @@ class CycleService:
         free, run.free_gpus = cycle_placement.free_gpus(
             run.views.values(), run.inventory
         )
-        # The gateway's request rates by model, when the metric source reads them.
+        # Only a Prometheus metric source reads the gateway's rates.
         gateway_rates = getattr(self.metrics_source, "gateway_request_rates", None)
         for views in by_model.values():
             model = views[0].variant.model
@@ -375,14 +375,15 @@ class CycleService:
         if pools:
             inputs["inference_pools"] = pools
         gateway_rates = getattr(self.metrics_source, "gateway_request_rates", None)
-        # Only the console's models: a gateway may count thousands of others.
-        known = {
+        # Store only the console's models, because a shared gateway may count
+        # many others.
+        console_rates = {
             name: rate
             for name, rate in (gateway_rates or {}).items()
             if name in run.models
         }
-        if known:
-            inputs["gateway_request_rates"] = known
+        if console_rates:
+            inputs["gateway_request_rates"] = console_rates
         return inputs
 
     def _store_variant(self, run: CycleRun, view: VariantView, status: str) -> None:
@@ -792,7 +793,8 @@ def analyse_model(
     `wva-v1`, a model with a workload that could not be read keeps its
     counts. Under `hpa` only that variant keeps its count, because each
     HPA scales its own workload. `gateway_rates` contains the gateway's
-    request rate by model name, which `wva` adds to its measured demand.
+    request rate by model name, which `wva` observes when it is above the
+    pods' rate.
     """
     policy = cycle_wva.model_policy(model)
     summary, decided = run_policy(

@@ -150,9 +150,8 @@ class ModelDemand:
     # over the hold window or its significant trend projected ahead.
     smoothed_rate: float | None = None
     sized_rate: float | None = None
-    # The two observations behind `arrival_rate` once the demand is known:
-    # the pods' counters, and the gateway's request counter (None when the
-    # metric source reads none for the model).
+    # Rates behind `arrival_rate` once the demand is known, from the pods'
+    # counters and the gateway's. The gateway's is None without a reading.
     pod_arrival_rate: float | None = None
     gateway_arrival_rate: float | None = None
 
@@ -161,8 +160,8 @@ class ModelDemand:
         """Tell whether the observed rate counts the requests the gateway rejected.
 
         NOTE: a picker that records rejections without a model name counts
-        about what the pods see, so it passes this check although its
-        rejected requests are missing.
+        about the pods' rate, so it passes this check although its rejected
+        requests are missing.
         """
         return gateway_counts_all(self.pod_arrival_rate, self.gateway_arrival_rate)
 
@@ -430,8 +429,9 @@ def last_token_lengths(model: InferenceModel) -> tuple[float | None, float | Non
 def include_gateway_rate(demand: ModelDemand, gateway_rate: float | None) -> None:
     """Record the pods' and the gateway's rates, and observe the larger one.
 
-    NOTE: a demand that the pods leave unknown (no ready pod with counters,
-    say) stays unknown even when the gateway counts requests for the model.
+    NOTE: a demand that the pods leave unknown, for example with no ready
+    pod that has counters, stays unknown even when the gateway counts
+    requests for the model.
     """
     if not demand.known or demand.arrival_rate is None:
         return

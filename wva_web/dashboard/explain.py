@@ -270,7 +270,7 @@ def demand_of(analysis: dict[str, Any]) -> dict[str, Any]:
 
 
 def gateway_sized(demand: dict[str, Any]) -> bool:
-    """Tell whether the gateway's request rate, above the pods', was observed."""
+    """Tell whether the observed demand is the gateway's rate, above the pods'."""
     gateway = _number(demand.get("gateway_arrival_rate"))
     pods = _number(demand.get("pod_arrival_rate"))
     return gateway is not None and pods is not None and gateway > pods
@@ -282,14 +282,16 @@ def input_facts(analysis: dict[str, Any]) -> list[Fact]:
     inputs = _mapping(analysis.get("inputs"))
     demand = demand_of(analysis)
     facts = _facts(demand, DEMAND_INPUTS, frozenset())
+
     if gateway_sized(demand):
         facts.append(
             Fact(
                 "observed_from_gateway",
-                "model: demand observed taken from",
+                "model: source of the observed demand",
                 "the gateway's request rate, which is above the pods' rate",
             )
         )
+
     facts += _facts(model, MODEL_INPUTS, SHOWN_ELSEWHERE)
     facts += _facts(inputs, VARIANT_INPUTS, SHOWN_ELSEWHERE)
     extra = {k: v for k, v in analysis.items() if k not in NOT_INPUTS}

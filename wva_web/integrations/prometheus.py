@@ -65,8 +65,8 @@ POOL_FIELDS = (POOL_QUEUE, POOL_KV)
 
 # Counters of the gateway's endpoint picker (Gateway API Inference
 # Extension), by key of the gateway query. Releases that served
-# InferenceModel objects name them `inference_model_*`. A model's series
-# under the newer name is used alone when it exists.
+# InferenceModel objects name them `inference_model_*`. When a model has a
+# series under the newer name, only that series is used.
 GATEWAY_REQUESTS = "gateway_requests"
 GATEWAY_REQUESTS_OLDER = "gateway_requests_older"
 GATEWAY_REJECTED = "gateway_rejected"
@@ -78,30 +78,28 @@ GATEWAY_SERIES = {
     GATEWAY_REJECTED_OLDER: "inference_model_request_error_total",
 }
 # The picker counts a request in `*_request_total` only once it has chosen
-# a pod for it. A request that it rejects for lack of capacity (HTTP 429,
-# or 503 when the pool has no pod) is counted in `*_request_error_total`
-# alone, with one of these `error_code` values. Source: pkg/epp/handlers
-# and pkg/epp/requestcontrol of gateway-api-inference-extension.
+# a pod for it. A request that it rejects for lack of capacity is counted
+# in `*_request_error_total` alone, with one of these `error_code` values.
+# They mean HTTP 429 when the pool is saturated, and 503 when it has no pod
+# or a queued request timed out. Source: gateway-api-inference-extension,
+# pkg/epp/handlers/server.go and pkg/epp/requestcontrol/director.go.
 CAPACITY_ERROR_CODES = (
     "ResourceExhausted",
     "InferencePoolResourceExhausted",
     "ServiceUnavailable",
 )
-# The gateway's counters label a request with the model the client named
-# (`model_name`) and the model the picker sends it to after any rewrite
-# (`target_model_name`). The console names a model by the name that its
-# vLLM pods serve and report as their own `model_name` label, as the demo
-# catalogue and the emulator do. The picker writes the target name into the
-# request that reaches those pods, so the rates are grouped by
-# `target_model_name`. An alias that the gateway splits over two served
-# models then counts towards each of them, not towards a name that no
-# variant serves.
+# The rates are grouped by the model that the picker sends a request to
+# after any rewrite, not by the client's `model_name`. That is the name the
+# vLLM pods serve, which the console uses for a model, so an alias split
+# over two served models counts towards each of them.
 GATEWAY_MODEL_LABEL = "target_model_name"
 GATEWAY_RATE_WINDOW = "1m"
-# Highest request rate of one model, in requests/s, taken as a reading. A
-# larger one comes from a corrupt or foreign counter, and as demand it would
-# take the whole fleet.
+# Maximum plausible request rate of one model, in requests/s (an estimate,
+# not a measured limit). A larger rate comes from a corrupt or foreign
+# counter and would size the whole fleet for it.
 MAX_GATEWAY_RATE = 100_000.0
+# Number of left-out gateway rates whose reasons one warning lists.
+MAX_LOGGED_PROBLEMS = 5
 
 # Gauges read as their one-minute peak, by key.
 PEAK_SERIES = {
@@ -227,8 +225,9 @@ def pool_query(namespaces: Iterable[str]) -> str:
 def gateway_query(namespaces: Iterable[str]) -> str:
     """Build the query of the gateway's request rates per served model.
 
-    It has one part per key of GATEWAY_SERIES: the admitted requests and
-    the requests rejected for lack of capacity, under both metric names.
+    The query has one part per key of GATEWAY_SERIES, so it reads the
+    admitted requests and the requests rejected for lack of capacity under
+    both metric names.
     """
     known = sorted(set(namespaces) - {""})
     namespace_matchers = []
@@ -252,15 +251,15 @@ def gateway_query(namespaces: Iterable[str]) -> str:
 
 
 def gateway_rates(payload: Any) -> tuple[dict[str, float], list[str]]:
-    """Return the request rate per served model and why models were left out.
+    """Compute the request rate per served model and why others were left out.
 
-    A model's rate is its admitted requests plus its rejected ones per
-    second, each from the newer metric name when the model has a series of
-    it. A model is left out when a part is NaN, infinite or negative, or
-    when the sum is above MAX_GATEWAY_RATE. A model with rejected requests only
-    (no replica could take any) has their rate. Series without a model name
-    or of an unknown part are skipped: older
-    pickers reject a request before they record its model. Raises
+    A model's rate is its admitted plus its rejected requests per second,
+    each from the newer metric name when the model has a series of it. A
+    model with rejected requests only, because no replica could take any,
+    has their rate. A model is left out when a part is NaN, infinite or
+    negative, or when the sum is above MAX_GATEWAY_RATE. Series without a
+    model name are skipped, because older pickers reject a request before
+    they record its model, and so are series of an unknown key. Raises
     PrometheusQueryError on an invalid response.
     """
     by_key: dict[str, dict[str, float]] = {}
@@ -285,15 +284,22 @@ def gateway_rates(payload: Any) -> tuple[dict[str, float], list[str]]:
             if value is None:
                 value = by_key.get(older, {}).get(model)
             parts.append(value)
-        admitted, rejected = parts
-        bad = [v for v in parts if v is not None and not (math.isfinite(v) and v >= 0)]
-        if bad:
-            problems.append(f"{model}: rate {bad[0]!r} is NaN, infinite or negative")
+        invalid = [
+            value
+            for value in parts
+            if value is not None and not (math.isfinite(value) and value >= 0)
+        ]
+        if invalid:
+            problems.append(
+                f"{model}: rate {invalid[0]!r} is NaN, infinite or negative"
+            )
             continue
+
+        admitted, rejected = parts
         total = (admitted or 0.0) + (rejected or 0.0)
         if total > MAX_GATEWAY_RATE:
             problems.append(
-                f"{model}: {total:g} requests/s is above the plausible "
+                f"{model}: {total:g} requests/s is above the maximum of "
                 f"{MAX_GATEWAY_RATE:g}"
             )
             continue
@@ -325,7 +331,9 @@ def vector_rows(payload: Any) -> list[tuple[dict[str, str], float, float]]:
         raise PrometheusQueryError(
             PROMETHEUS_ERROR, "the response is not an instant vector"
         )
-    result = data.get("result") or []
+    result = data.get("result")
+    if result is None:
+        result = []
     if not isinstance(result, list):
         raise PrometheusQueryError(
             PROMETHEUS_ERROR, f"the vector's result is not a list: {result!r:.200}"
@@ -445,13 +453,21 @@ class PrometheusMetricsSource:
     def read_gateway_rates(self, namespaces: Iterable[str]) -> dict[str, float]:
         """Return the gateway's request rate by served model, {} on failure."""
         try:
-            answer = self.query(gateway_query(namespaces), retries=0)
-            rates, problems = gateway_rates(answer)
+            payload = self.query(gateway_query(namespaces), retries=0)
+            rates, problems = gateway_rates(payload)
         except PrometheusQueryError as exc:
             logger.warning("reading the gateway's request rates failed: %s", exc)
             return {}
-        for problem in problems:
-            logger.warning("gateway request rate left out: %s", problem)
+        if problems:
+            # One warning per scrape, so that many broken counters cannot flood the log.
+            shown = "; ".join(problems[:MAX_LOGGED_PROBLEMS])
+            more = len(problems) - MAX_LOGGED_PROBLEMS
+            logger.warning(
+                "left out %d gateway request rates: %s%s",
+                len(problems),
+                shown,
+                f" and {more} more" if more > 0 else "",
+            )
         return rates
 
     def pod_metrics(
@@ -508,7 +524,7 @@ class PrometheusMetricsSource:
     def query(self, expression: str, retries: int | None = None) -> Any:
         """POST one instant query and return the decoded JSON response.
 
-        `retries` defaults to the source's. Raises PrometheusQueryError once
+        `retries` overrides the source's retry count. Raises PrometheusQueryError once
         the retries are used up or on a response that retrying cannot fix
         (HTTP 4xx other than 429, invalid JSON).
         """
