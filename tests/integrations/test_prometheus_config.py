@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
+from tests.integrations.prometheus_harness import vector_response
 from wva_web.control.cycle import CycleService
 from wva_web.integrations import metrics, prometheus
 from wva_web.integrations.metrics import ScrapeTarget
@@ -28,18 +29,6 @@ NOW_S = 1_800_000_000.0
 @dataclass(frozen=True)
 class NamespacedTarget(ScrapeTarget):
     namespace: str = ""
-
-
-def vector_response(rows: list[tuple[dict[str, str], str]]) -> dict[str, Any]:
-    return {
-        "status": "success",
-        "data": {
-            "resultType": "vector",
-            "result": [
-                {"metric": labels, "value": [NOW_S, value]} for labels, value in rows
-            ],
-        },
-    }
 
 
 def pod_rows(
@@ -56,7 +45,7 @@ def pod_rows(
 def read(target: ScrapeTarget, rows: list[tuple[dict[str, str], str]]) -> Any:
     source = prometheus.PrometheusMetricsSource("http://127.0.0.1:1")
     return source.pod_metrics(
-        target, prometheus.parse_vector(vector_response(rows)), AT
+        target, prometheus.parse_vector(vector_response(rows, NOW_S)), AT
     )
 
 
